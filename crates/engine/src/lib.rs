@@ -1,0 +1,1 @@
+//! The Automatic Trust Management engine (XEP-0450), sans-IO.

@@ -1,0 +1,2 @@
+//! A deterministic in-process XMPP network for scenarios, the demo and the
+//! simulator.

@@ -1,0 +1,1 @@
+//! SQLite persistence for the ATM engine and OMEMO sessions.
