@@ -1,0 +1,224 @@
+//! The device's own key material: identity key, signed prekey (with the previous
+//! one kept for one rotation period) and the pool of one-time prekeys.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::error::RandomError;
+use super::keys::{Bundle, IdentityKeyPair, PreKey, SignedPreKey, X25519KeyPair};
+use super::random::SecureRandom;
+
+/// Number of prekeys published (XEP-0384: "around 100").
+pub const PREKEY_TARGET: usize = 100;
+/// Minimum number of prekeys in the bundle (XEP-0384: "at least 25").
+pub const PREKEY_MINIMUM: usize = 25;
+
+/// The device's own keys. Secrets are zeroized on drop; `Debug` shows only ids.
+#[derive(Clone)]
+pub struct Account {
+    pub(crate) identity: IdentityKeyPair,
+    pub(crate) signed_prekey: SignedPreKey,
+    pub(crate) old_signed_prekey: Option<SignedPreKey>,
+    pub(crate) prekeys: BTreeMap<u32, PreKey>,
+    pub(crate) next_prekey_id: u32,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Account")
+            .field("identity", &self.identity.public())
+            .field("signed_prekey_id", &self.signed_prekey.id)
+            .field(
+                "old_signed_prekey_id",
+                &self.old_signed_prekey.as_ref().map(|k| k.id),
+            )
+            .field("prekeys", &self.prekeys.len())
+            .finish()
+    }
+}
+
+impl Account {
+    /// A new device: fresh identity key, signed prekey id 1 and
+    /// [`PREKEY_TARGET`] prekeys (ids 1..=100).
+    ///
+    /// # Errors
+    /// [`RandomError`] when the generator fails.
+    pub fn generate(now: DateTime<Utc>, rng: &mut dyn SecureRandom) -> Result<Self, RandomError> {
+        let identity = IdentityKeyPair::generate(rng)?;
+        Self::from_identity(identity, now, rng)
+    }
+
+    /// A device around an existing identity key.
+    ///
+    /// # Errors
+    /// [`RandomError`] when the generator fails.
+    pub fn from_identity(
+        identity: IdentityKeyPair,
+        now: DateTime<Utc>,
+        rng: &mut dyn SecureRandom,
+    ) -> Result<Self, RandomError> {
+        let signed_prekey = SignedPreKey::generate(&identity, 1, now, rng)?;
+        let mut account = Self {
+            identity,
+            signed_prekey,
+            old_signed_prekey: None,
+            prekeys: BTreeMap::new(),
+            next_prekey_id: 1,
+        };
+        account.replenish_prekeys(rng)?;
+        Ok(account)
+    }
+
+    /// The identity key pair.
+    #[must_use]
+    pub fn identity(&self) -> &IdentityKeyPair {
+        &self.identity
+    }
+
+    /// The current signed prekey.
+    #[must_use]
+    pub fn signed_prekey(&self) -> &SignedPreKey {
+        &self.signed_prekey
+    }
+
+    /// Number of unused prekeys.
+    #[must_use]
+    pub fn prekey_count(&self) -> usize {
+        self.prekeys.len()
+    }
+
+    /// The public bundle to publish.
+    #[must_use]
+    pub fn bundle(&self) -> Bundle {
+        Bundle {
+            identity_key: self.identity.public(),
+            signed_prekey_id: self.signed_prekey.id,
+            signed_prekey: self.signed_prekey.key_pair.public(),
+            signed_prekey_signature: self.signed_prekey.signature,
+            prekeys: self
+                .prekeys
+                .iter()
+                .map(|(id, prekey)| (*id, prekey.key_pair.public()))
+                .collect(),
+        }
+    }
+
+    /// Removes a prekey used by a key exchange. Returns whether it existed.
+    /// Call [`Account::replenish_prekeys`] afterwards and republish the bundle.
+    pub fn remove_prekey(&mut self, id: u32) -> bool {
+        self.prekeys.remove(&id).is_some()
+    }
+
+    /// Tops the prekey pool up to [`PREKEY_TARGET`] with fresh ids; returns how
+    /// many were added (0: the bundle did not change).
+    ///
+    /// # Errors
+    /// [`RandomError`] when the generator fails; the keys generated so far stay.
+    pub fn replenish_prekeys(&mut self, rng: &mut dyn SecureRandom) -> Result<usize, RandomError> {
+        let mut added = 0;
+        while self.prekeys.len() < PREKEY_TARGET {
+            let id = self.next_prekey_id;
+            self.next_prekey_id = self.next_prekey_id.checked_add(1).unwrap_or(1);
+            if self.prekeys.contains_key(&id) {
+                continue;
+            }
+            let key_pair = X25519KeyPair::generate(rng)?;
+            self.prekeys.insert(id, PreKey { id, key_pair });
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    /// Replaces the signed prekey by a new one (next id); the previous one stays
+    /// usable for incoming key exchanges until the next rotation.
+    ///
+    /// # Errors
+    /// [`RandomError`] when the generator fails; nothing changed then.
+    pub fn rotate_signed_prekey(
+        &mut self,
+        now: DateTime<Utc>,
+        rng: &mut dyn SecureRandom,
+    ) -> Result<(), RandomError> {
+        let id = self.signed_prekey.id.checked_add(1).unwrap_or(1);
+        let fresh = SignedPreKey::generate(&self.identity, id, now, rng)?;
+        self.old_signed_prekey = Some(std::mem::replace(&mut self.signed_prekey, fresh));
+        Ok(())
+    }
+
+    /// Rotates the signed prekey if it is at least `period` old; returns whether
+    /// it did (then the bundle must be republished).
+    ///
+    /// # Errors
+    /// [`RandomError`] when the generator fails; nothing changed then.
+    pub fn rotate_signed_prekey_if_due(
+        &mut self,
+        now: DateTime<Utc>,
+        period: TimeDelta,
+        rng: &mut dyn SecureRandom,
+    ) -> Result<bool, RandomError> {
+        if now.signed_duration_since(self.signed_prekey.created) < period {
+            return Ok(false);
+        }
+        self.rotate_signed_prekey(now, rng)?;
+        Ok(true)
+    }
+
+    pub(crate) fn signed_prekey_by_id(&self, id: u32) -> Option<&SignedPreKey> {
+        if self.signed_prekey.id == id {
+            return Some(&self.signed_prekey);
+        }
+        self.old_signed_prekey.as_ref().filter(|key| key.id == id)
+    }
+
+    pub(crate) fn prekey_by_id(&self, id: u32) -> Option<&PreKey> {
+        self.prekeys.get(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::random::DeterministicRandom;
+
+    #[test]
+    fn prekeys_are_kept_between_minimum_and_target() {
+        let mut rng = DeterministicRandom::new([5; 32]);
+        let mut account = Account::generate(DateTime::UNIX_EPOCH, &mut rng).unwrap();
+        assert_eq!(account.prekey_count(), PREKEY_TARGET);
+        assert!(account.bundle().prekeys.len() >= PREKEY_MINIMUM);
+        account.bundle().verify().unwrap();
+        assert!(account.remove_prekey(7));
+        assert!(!account.remove_prekey(7));
+        assert_eq!(account.prekey_count(), PREKEY_TARGET - 1);
+        assert_eq!(account.replenish_prekeys(&mut rng).unwrap(), 1);
+        assert!(!account.bundle().prekeys.contains_key(&7));
+        assert!(account.bundle().prekeys.contains_key(&101));
+        assert_eq!(account.replenish_prekeys(&mut rng).unwrap(), 0);
+    }
+
+    #[test]
+    fn rotation_keeps_old_signed_prekey_one_period() {
+        let mut rng = DeterministicRandom::new([6; 32]);
+        let start = DateTime::UNIX_EPOCH;
+        let week = TimeDelta::days(7);
+        let mut account = Account::generate(start, &mut rng).unwrap();
+        assert!(!account
+            .rotate_signed_prekey_if_due(start + TimeDelta::days(6), week, &mut rng)
+            .unwrap());
+        assert!(account
+            .rotate_signed_prekey_if_due(start + week, week, &mut rng)
+            .unwrap());
+        assert_eq!(account.bundle().signed_prekey_id, 2);
+        account.bundle().verify().unwrap();
+        assert!(account.signed_prekey_by_id(1).is_some());
+        assert!(account.signed_prekey_by_id(2).is_some());
+        assert!(account
+            .rotate_signed_prekey_if_due(start + week * 2, week, &mut rng)
+            .unwrap());
+        assert!(account.signed_prekey_by_id(1).is_none());
+        assert!(account.signed_prekey_by_id(2).is_some());
+        assert!(account.signed_prekey_by_id(3).is_some());
+    }
+}
