@@ -21,6 +21,8 @@ pub mod proto;
 pub mod random;
 pub mod ratchet;
 pub mod session;
+pub mod state;
+pub mod store;
 pub mod x3dh;
 
 pub use account::{Account, PREKEY_MINIMUM, PREKEY_TARGET};
@@ -35,6 +37,13 @@ pub use primitives::MAC_LENGTH;
 pub use random::{DeterministicRandom, OsRandom, SecureRandom};
 pub use ratchet::{DoubleRatchet, MAX_SKIP, MAX_STORED_SKIPPED_KEYS};
 pub use session::{receive, Initiation, OutgoingMessage, Received, Session};
+pub use state::STATE_FORMAT_VERSION;
+pub use store::{
+    receive_and_commit, Committed, DeviceAddress, MemoryStore, PendingMessage, ReceiveError,
+    SessionStore,
+};
 pub use x3dh::KeyExchangeHeader;
 #[cfg(test)]
 mod session_tests;
+#[cfg(test)]
+mod store_tests;

@@ -11,7 +11,7 @@
 //! * At most [`MAX_SKIP`] message keys are skipped per message and at most
 //!   [`MAX_STORED_SKIPPED_KEYS`] are kept per session, the oldest dropped first.
 //!
-//! [`DoubleRatchet::decrypt`] never changes `self`: it returns the advanced state,
+//! `DoubleRatchet::decrypt` never changes `self`: it returns the advanced state,
 //! which the caller commits only after the tag verified and the plaintext unpadded.
 
 use std::collections::VecDeque;
