@@ -71,6 +71,33 @@ impl Account {
         Ok(account)
     }
 
+    /// Rebuilds an account from existing keys, e.g. imported from another
+    /// implementation. New prekey ids continue after the highest one given.
+    #[must_use]
+    pub fn from_parts(
+        identity: IdentityKeyPair,
+        signed_prekey: SignedPreKey,
+        old_signed_prekey: Option<SignedPreKey>,
+        prekeys: Vec<PreKey>,
+    ) -> Self {
+        let next_prekey_id = prekeys
+            .iter()
+            .map(|prekey| prekey.id)
+            .max()
+            .and_then(|id| id.checked_add(1))
+            .unwrap_or(1);
+        Self {
+            identity,
+            signed_prekey,
+            old_signed_prekey,
+            prekeys: prekeys
+                .into_iter()
+                .map(|prekey| (prekey.id, prekey))
+                .collect(),
+            next_prekey_id,
+        }
+    }
+
     /// The identity key pair.
     #[must_use]
     pub fn identity(&self) -> &IdentityKeyPair {

@@ -44,6 +44,8 @@ pub use store::{
 };
 pub use x3dh::KeyExchangeHeader;
 #[cfg(test)]
+mod python_kat_tests;
+#[cfg(test)]
 mod session_tests;
 #[cfg(test)]
 mod store_tests;
