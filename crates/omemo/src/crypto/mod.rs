@@ -14,6 +14,8 @@
 
 pub mod account;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod payload;
 pub(crate) mod primitives;
