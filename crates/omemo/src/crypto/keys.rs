@@ -334,7 +334,20 @@ mod tests {
                 x25519_public(&identity.x25519_private())
             );
         }
-        // libsodium crypto_sign_ed25519_pk_to_curve25519 of the RFC 8032 TEST 1 public key.
+        // python-xeddsa seed_to_priv of the RFC 8032 TEST 1 seed (clamped scalar).
+        let identity = IdentityKeyPair::from_seed(&hex32(
+            "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        ));
+        let mut scalar = *identity.x25519_private();
+        scalar[0] &= 248;
+        scalar[31] &= 127;
+        scalar[31] |= 64;
+        assert_eq!(
+            scalar,
+            hex32("307c83864f2833cb427a2ef1c00a013cfdff2768d980c0a3a520f006904de94f")
+        );
+        // libsodium crypto_sign_ed25519_pk_to_curve25519 (and python-xeddsa
+        // ed25519_pub_to_curve25519_pub) of the RFC 8032 TEST 1 public key.
         let public = IdentityPublicKey::from_bytes(hex32(
             "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
         ))

@@ -10,7 +10,45 @@
 //! 3. persist the sessions, then send.
 //!
 //! On receipt: [`receive`] (computes, changes nothing), persist its result
-//! through a [`SessionStore`] transaction, then [`decrypt_payload`] and act.
+//! through a [`SessionStore`] transaction, then [`decrypt_payload`] and act
+//! ([`receive_and_commit`] does the first two; see [`store`] for why this order).
+//!
+//! ```
+//! use atm_omemo::crypto::{
+//!     decrypt_payload, encrypt_payload, receive, Account, KeyMaterial, OsRandom, Session,
+//! };
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut rng = OsRandom;
+//! let now = chrono::DateTime::UNIX_EPOCH;
+//! let alice = Account::generate(now, &mut rng)?;
+//! let mut bob = Account::generate(now, &mut rng)?;
+//!
+//! // Alice: payload, then the key material for Bob's device (a key exchange).
+//! let (payload, key_material) = encrypt_payload(b"<trust-message/>", &mut rng)?;
+//! let mut to_bob = Session::initiate(alice.identity(), &bob.bundle(), &mut rng)?;
+//! let key_element = to_bob.encrypt(&key_material.to_bytes());
+//! assert!(key_element.key_exchange);
+//!
+//! // Bob: decrypt (nothing changes yet), persist, then act.
+//! let received = receive(&bob, None, None, &key_element.bytes, key_element.key_exchange, &mut rng)?;
+//! if let Some(prekey) = received.consumed_prekey {
+//!     bob.remove_prekey(prekey);
+//!     bob.replenish_prekeys(&mut rng)?;
+//! }
+//! let mut from_alice = received.session; // persist `from_alice` and `bob` here
+//! let KeyMaterial::Payload(key) = KeyMaterial::parse(&received.plaintext)? else {
+//!     panic!("not an empty message");
+//! };
+//! assert_eq!(decrypt_payload(&payload, &key)?.as_slice(), b"<trust-message/>");
+//! assert_eq!(from_alice.remote_identity(), alice.identity().public());
+//!
+//! // Bob answers; Alice's session is confirmed and stops sending key exchanges.
+//! let answer = from_alice.encrypt(&[0; 32]);
+//! to_bob.decrypt(&answer.bytes, &mut rng)?;
+//! assert!(!to_bob.encrypt(&[1; 48]).key_exchange);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod account;
 pub mod error;
@@ -33,7 +71,8 @@ pub use error::{
 };
 pub use keys::{Bundle, IdentityKeyPair, IdentityPublicKey, PreKey, SignedPreKey, X25519KeyPair};
 pub use payload::{
-    decrypt_payload, encrypt_payload, PayloadKeyMaterial, EMPTY_KEY_MATERIAL, KEY_MATERIAL_LENGTH,
+    decrypt_payload, encrypt_payload, KeyMaterial, PayloadKeyMaterial, EMPTY_KEY_MATERIAL,
+    KEY_MATERIAL_LENGTH,
 };
 pub use primitives::MAC_LENGTH;
 pub use random::{DeterministicRandom, OsRandom, SecureRandom};

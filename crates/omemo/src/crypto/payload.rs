@@ -61,6 +61,31 @@ impl PayloadKeyMaterial {
     }
 }
 
+/// Key material decrypted from a session, classified by length.
+///
+/// Whether a message is empty is decided by the absence of `<payload>`; this
+/// only checks that the key material has a length some sender produces.
+#[derive(Debug)]
+pub enum KeyMaterial {
+    /// 48 bytes: the payload key and tag.
+    Payload(PayloadKeyMaterial),
+    /// 32 bytes: the reference stack's empty message (32 zero bytes, no tag).
+    Empty,
+}
+
+impl KeyMaterial {
+    /// Classifies decrypted key material.
+    ///
+    /// # Errors
+    /// [`PayloadError::BadKeyMaterialLength`] unless 48 or 32 bytes long.
+    pub fn parse(bytes: &[u8]) -> Result<Self, PayloadError> {
+        if bytes.len() == EMPTY_KEY_MATERIAL.len() {
+            return Ok(Self::Empty);
+        }
+        PayloadKeyMaterial::from_bytes(bytes).map(Self::Payload)
+    }
+}
+
 /// Encrypts a payload; returns the ciphertext (the `<payload>`) and the key material.
 ///
 /// # Errors
@@ -116,5 +141,17 @@ mod tests {
             Err(PayloadError::BadKeyMaterialLength { actual: 32 })
         );
         assert_eq!(format!("{material:?}"), "PayloadKeyMaterial(<redacted>)");
+        assert!(matches!(
+            KeyMaterial::parse(&EMPTY_KEY_MATERIAL),
+            Ok(KeyMaterial::Empty)
+        ));
+        assert!(matches!(
+            KeyMaterial::parse(&material.to_bytes()),
+            Ok(KeyMaterial::Payload(_))
+        ));
+        assert_eq!(
+            KeyMaterial::parse(&[0; 47]).map(|_| ()),
+            Err(PayloadError::BadKeyMaterialLength { actual: 47 })
+        );
     }
 }
