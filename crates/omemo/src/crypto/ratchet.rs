@@ -178,9 +178,13 @@ impl DoubleRatchet {
         self.skipped.len()
     }
 
-    /// Encrypts `plaintext`, advancing the sending chain; returns a serialized
+    /// Encrypts `plaintext`, advancing the sending chain; returns the
     /// `OMEMOAuthenticatedMessage`.
-    pub(crate) fn encrypt(&mut self, plaintext: &[u8], associated_data: &[u8]) -> Vec<u8> {
+    pub(crate) fn encrypt(
+        &mut self,
+        plaintext: &[u8],
+        associated_data: &[u8],
+    ) -> OmemoAuthenticatedMessage {
         let n = self.sending.length;
         let message_key = self.sending.step();
         let keys = CipherKeys::derive(message_key.as_slice(), MESSAGE_KEY_INFO);
@@ -192,7 +196,7 @@ impl DoubleRatchet {
         }
         .encode();
         let mac = hmac_sha256_truncated(keys.authentication_key(), &[associated_data, &message]);
-        OmemoAuthenticatedMessage { mac, message }.encode()
+        OmemoAuthenticatedMessage { mac, message }
     }
 
     /// Decrypts a serialized `OMEMOAuthenticatedMessage`. Returns the plaintext and

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use super::account::Account;
 use super::error::{DecryptError, KeyExchangeError};
 use super::keys::{Bundle, IdentityKeyPair, IdentityPublicKey};
-use super::proto::{OmemoAuthenticatedMessage, OmemoKeyExchange, OmemoMessage};
+use super::proto::{OmemoKeyExchange, OmemoMessage};
 use super::random::SecureRandom;
 use super::ratchet::{DoubleRatchet, ASSOCIATED_DATA_LENGTH};
 use super::x3dh::{self, KeyExchangeHeader};
@@ -87,25 +87,22 @@ impl Session {
     /// Encrypts key material for the peer. Persist the session before sending
     /// the result: a message key must never be used twice.
     pub fn encrypt(&mut self, key_material: &[u8]) -> OutgoingMessage {
-        let authenticated = self.ratchet.encrypt(key_material, &self.associated_data);
+        let message = self.ratchet.encrypt(key_material, &self.associated_data);
         if self.initiation == Initiation::Active && !self.confirmed {
-            // Only this crate produced `authenticated`, so it decodes.
-            if let Ok(message) = OmemoAuthenticatedMessage::decode(&authenticated) {
-                let exchange = OmemoKeyExchange {
-                    pk_id: self.key_exchange.prekey_id,
-                    spk_id: self.key_exchange.signed_prekey_id,
-                    ik: self.key_exchange.identity_key.to_bytes(),
-                    ek: self.key_exchange.ephemeral_key,
-                    message,
-                };
-                return OutgoingMessage {
-                    bytes: exchange.encode(),
-                    key_exchange: true,
-                };
-            }
+            let exchange = OmemoKeyExchange {
+                pk_id: self.key_exchange.prekey_id,
+                spk_id: self.key_exchange.signed_prekey_id,
+                ik: self.key_exchange.identity_key.to_bytes(),
+                ek: self.key_exchange.ephemeral_key,
+                message,
+            };
+            return OutgoingMessage {
+                bytes: exchange.encode(),
+                key_exchange: true,
+            };
         }
         OutgoingMessage {
-            bytes: authenticated,
+            bytes: message.encode(),
             key_exchange: false,
         }
     }
