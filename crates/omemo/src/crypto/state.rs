@@ -380,3 +380,43 @@ mod tests {
         assert!(Account::from_bytes(&bytes[..bytes.len() - 3]).is_err());
     }
 }
+
+/// Pins the on-disk format (version 1): bytes written by an earlier build must
+/// still read back, and today's encoding of the same state must not drift.
+#[cfg(test)]
+mod format_stability {
+    use super::*;
+    use crate::crypto::random::DeterministicRandom;
+    use crate::crypto::session::receive;
+
+    fn deterministic_states() -> (Account, Session) {
+        let mut rng = DeterministicRandom::new([50; 32]);
+        let alice = Account::generate(DateTime::UNIX_EPOCH, &mut rng).unwrap();
+        let mut bob = Account::generate(DateTime::UNIX_EPOCH, &mut rng).unwrap();
+        bob.rotate_signed_prekey(DateTime::UNIX_EPOCH, &mut rng)
+            .unwrap();
+        let mut session = Session::initiate(alice.identity(), &bob.bundle(), &mut rng).unwrap();
+        let _skipped = session.encrypt(b"skipped");
+        let second = session.encrypt(b"second");
+        let received = receive(&bob, None, None, &second.bytes, true, &mut rng).unwrap();
+        bob.remove_prekey(received.consumed_prekey.unwrap());
+        (bob, received.session)
+    }
+
+    #[test]
+    fn version_1_state_reads_back_and_does_not_drift() {
+        let (account, session) = deterministic_states();
+        if let Ok(directory) = std::env::var("ATM_WRITE_STATE_VECTORS") {
+            let directory = std::path::Path::new(&directory);
+            std::fs::write(directory.join("state_v1_account.bin"), account.to_bytes()).unwrap();
+            std::fs::write(directory.join("state_v1_session.bin"), session.to_bytes()).unwrap();
+        }
+        let account_v1 = include_bytes!("testdata/state_v1_account.bin");
+        let session_v1 = include_bytes!("testdata/state_v1_session.bin");
+        assert_eq!(account.to_bytes().as_slice(), account_v1);
+        assert_eq!(session.to_bytes().as_slice(), session_v1);
+        let restored = Session::from_bytes(session_v1).unwrap();
+        assert_eq!(restored.ratchet().skipped_key_count(), 1);
+        assert_eq!(Account::from_bytes(account_v1).unwrap().prekey_count(), 99);
+    }
+}
