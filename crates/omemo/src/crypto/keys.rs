@@ -315,9 +315,14 @@ mod tests {
             hex32("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
         );
         let signature = identity.sign(b"");
+        // The full RFC 8032 signature; python-xeddsa's ed25519_verify accepts it.
         assert_eq!(
             signature[..32],
             hex32("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155")
+        );
+        assert_eq!(
+            signature[32..],
+            hex32("5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
         );
         identity.public().verify(b"", &signature, "test").unwrap();
         assert!(identity.public().verify(b"x", &signature, "test").is_err());
