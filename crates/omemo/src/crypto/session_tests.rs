@@ -340,3 +340,44 @@ fn full_message_with_payload() {
         b"<trust/>"
     );
 }
+
+#[test]
+fn debug_output_never_contains_secrets() {
+    let (mut alice, mut bob) = (device(16), device(17));
+    let (alice_session, bob_session) = establish(&mut alice, &mut bob);
+    let to_hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    for session in [&alice_session, &bob_session] {
+        let printed = format!("{session:?}");
+        assert!(!printed.contains(&to_hex(session.ratchet.root_key.as_slice())));
+        assert!(!printed.contains(&to_hex(&session.ratchet.sending.key)));
+        assert!(!printed.contains(&to_hex(session.ratchet.own_ratchet.private())));
+        assert!(!printed.contains(&format!("{:?}", session.ratchet.sending.key)));
+    }
+    let printed = format!("{:?}", bob.account);
+    assert!(!printed.contains(&to_hex(bob.account.identity().seed().as_slice())));
+    assert!(!printed.contains(&to_hex(bob.account.signed_prekey().key_pair.private())));
+}
+
+#[test]
+fn one_payload_for_two_devices_of_one_contact() {
+    let (mut alice, mut phone, mut laptop) = (device(18), device(19), device(20));
+    let (ciphertext, material) = encrypt_payload(b"to both", &mut alice.rng).unwrap();
+    for bob in [&mut phone, &mut laptop] {
+        let mut session = Session::initiate(
+            alice.account.identity(),
+            &bob.account.bundle(),
+            &mut alice.rng,
+        )
+        .unwrap();
+        let key = session.encrypt(&material.to_bytes());
+        let received = receive(&bob.account, None, None, &key.bytes, true, &mut bob.rng).unwrap();
+        let KeyMaterial::Payload(material) = KeyMaterial::parse(&received.plaintext).unwrap()
+        else {
+            panic!("expected payload key material");
+        };
+        assert_eq!(
+            decrypt_payload(&ciphertext, &material).unwrap().as_slice(),
+            b"to both"
+        );
+    }
+}
