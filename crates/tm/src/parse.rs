@@ -1,0 +1,343 @@
+//! Readers: a streaming one over XML text (no recursion, bounded), and one
+//! over a built [`minidom::Element`].
+
+use rxml::{Event, Parse as _, Parser};
+
+use crate::error::{KeyKind, Location, ParseError, Position};
+use crate::message::{Builder, Limits, TrustMessage};
+use crate::ns::{Encryption, Usage, NS_TM};
+
+/// Where the reader is, outside skipped foreign subtrees.
+enum State {
+    BeforeRoot,
+    InRoot,
+    InOwner,
+    InKey(KeyKind, Location, String),
+    AfterRoot,
+}
+
+fn is_xml_space(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+fn namespace_value<T>(
+    attribute: &'static str,
+    value: Option<&str>,
+    make: impl Fn(String) -> Result<T, crate::ns::NamespaceError>,
+    at: Location,
+) -> Result<T, ParseError> {
+    let Some(value) = value else {
+        return Err(ParseError::MissingAttribute {
+            element: "trust-message",
+            attribute,
+            at,
+        });
+    };
+    make(value.to_owned()).map_err(|reason| ParseError::InvalidNamespace {
+        attribute,
+        value: value.to_owned(),
+        reason,
+        at,
+    })
+}
+
+/// Refuses unnamespaced attributes not in `allowed`; namespaced ones
+/// (e.g. `xml:lang`) are ignored.
+fn check_attrs<'a>(
+    element: &'static str,
+    attrs: impl Iterator<Item = (bool, &'a str)>,
+    allowed: &[&str],
+    at: Location,
+) -> Result<(), ParseError> {
+    for (unnamespaced, name) in attrs {
+        if unnamespaced && !allowed.contains(&name) {
+            return Err(ParseError::UnknownAttribute {
+                element,
+                attribute: name.to_owned(),
+                at,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn plain_attrs(attrs: &rxml::AttrMap) -> Vec<(bool, &str)> {
+    attrs
+        .iter()
+        .map(|((ns, n), _)| (ns.is_none(), n.as_str()))
+        .collect()
+}
+
+fn key_kind(name: &str) -> Option<KeyKind> {
+    match name {
+        "trust" => Some(KeyKind::Trust),
+        "distrust" => Some(KeyKind::Distrust),
+        _ => None,
+    }
+}
+
+/// Streaming reader over XML text.
+pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, ParseError> {
+    if input.len() > limits.max_input_bytes {
+        return Err(ParseError::InputTooLarge {
+            size: input.len(),
+            limit: limits.max_input_bytes,
+        });
+    }
+    let mut parser = Parser::new();
+    let mut buf = input.as_bytes();
+    let mut state = State::BeforeRoot;
+    let mut builder = Builder::new(limits);
+    let mut header: Option<(Usage, Encryption, Location)> = None;
+    let mut result: Option<TrustMessage> = None;
+    // Depth of open elements, and depth of a foreign subtree being skipped
+    // (0 = not skipping).
+    let mut depth = 0usize;
+    let mut skip = 0usize;
+    let loc = |offset: usize| Location(Some(Position::of(input, offset)));
+
+    loop {
+        let ev = match parser.parse(&mut buf, true) {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break,
+            Err(e) => {
+                let message = match e {
+                    rxml::error::EndOrError::Error(e) => e.to_string(),
+                    rxml::error::EndOrError::NeedMoreData => "unexpected end of input".into(),
+                };
+                return Err(ParseError::Xml {
+                    message,
+                    at: loc(input.len() - buf.len()),
+                });
+            }
+        };
+        let end = input.len() - buf.len();
+        let start = end.saturating_sub(ev.metrics().len());
+        match ev {
+            Event::XmlDeclaration(..) => {}
+            Event::StartElement(_, (ns, name), attrs) => {
+                let at = || {
+                    // The metrics of the root include leading whitespace.
+                    let s = input[start..end].find('<').map_or(start, |i| start + i);
+                    loc(s)
+                };
+                depth += 1;
+                if depth > limits.max_depth {
+                    return Err(ParseError::TooDeep {
+                        limit: limits.max_depth,
+                        at: at(),
+                    });
+                }
+                if skip > 0 {
+                    skip += 1;
+                    continue;
+                }
+                let ours = ns.as_str() == NS_TM;
+                match &mut state {
+                    State::BeforeRoot => {
+                        if !ours || name.as_str() != "trust-message" {
+                            return Err(ParseError::NotATrustMessage {
+                                name: name.to_string(),
+                                namespace: ns.to_string(),
+                                at: at(),
+                            });
+                        }
+                        let at = at();
+                        check_attrs(
+                            "trust-message",
+                            plain_attrs(&attrs).into_iter(),
+                            &["usage", "encryption"],
+                            at,
+                        )?;
+                        let get =
+                            |n: &str| attrs.get(rxml::Namespace::none(), n).map(|v| v.as_str());
+                        let usage = namespace_value("usage", get("usage"), Usage::new, at)?;
+                        let encryption =
+                            namespace_value("encryption", get("encryption"), Encryption::new, at)?;
+                        header = Some((usage, encryption, at));
+                        state = State::InRoot;
+                    }
+                    _ if !ours => skip = 1,
+                    State::InRoot if name.as_str() == "key-owner" => {
+                        let at = at();
+                        check_attrs("key-owner", plain_attrs(&attrs).into_iter(), &["jid"], at)?;
+                        let Some(jid) = attrs.get(rxml::Namespace::none(), "jid") else {
+                            return Err(ParseError::MissingAttribute {
+                                element: "key-owner",
+                                attribute: "jid",
+                                at,
+                            });
+                        };
+                        builder.start_owner(jid, at)?;
+                        state = State::InOwner;
+                    }
+                    State::InOwner if key_kind(name.as_str()).is_some() => {
+                        let at = at();
+                        let kind = key_kind(name.as_str()).unwrap_or(KeyKind::Trust);
+                        check_attrs(
+                            kind.element_name(),
+                            plain_attrs(&attrs).into_iter(),
+                            &[],
+                            at,
+                        )?;
+                        builder.count_key(at)?;
+                        state = State::InKey(kind, at, String::new());
+                    }
+                    s => {
+                        let parent = match s {
+                            State::InRoot => "trust-message",
+                            State::InOwner => "key-owner",
+                            State::InKey(k, ..) => k.element_name(),
+                            _ => "document",
+                        };
+                        return Err(ParseError::UnexpectedElement {
+                            name: name.to_string(),
+                            parent,
+                            at: at(),
+                        });
+                    }
+                }
+            }
+            Event::EndElement(_) => {
+                depth = depth.saturating_sub(1);
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                state = match std::mem::replace(&mut state, State::AfterRoot) {
+                    State::InKey(kind, at, text) => {
+                        builder.key_text(kind, &text, at)?;
+                        State::InOwner
+                    }
+                    State::InOwner => {
+                        builder.end_owner()?;
+                        State::InRoot
+                    }
+                    State::InRoot => {
+                        let Some((usage, encryption, at)) = header.take() else {
+                            return Err(ParseError::NoKeyOwner { at: loc(start) });
+                        };
+                        let b = std::mem::replace(&mut builder, Builder::new(limits));
+                        result = Some(b.finish(usage, encryption, at)?);
+                        State::AfterRoot
+                    }
+                    other => other,
+                };
+            }
+            Event::Text(_, text) => {
+                if skip > 0 {
+                    continue;
+                }
+                match &mut state {
+                    State::InKey(_, _, acc) => acc.push_str(&text),
+                    State::InRoot if !is_xml_space(&text) => {
+                        return Err(ParseError::UnexpectedText {
+                            parent: "trust-message",
+                            at: loc(start),
+                        })
+                    }
+                    State::InOwner if !is_xml_space(&text) => {
+                        return Err(ParseError::UnexpectedText {
+                            parent: "key-owner",
+                            at: loc(start),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    result.ok_or_else(|| ParseError::Xml {
+        message: "no complete root element".into(),
+        at: loc(input.len()),
+    })
+}
+
+/// Reader over a built element. Foreign children are skipped without being
+/// descended into, so this does not recurse either.
+pub(crate) fn from_element(
+    elem: &minidom::Element,
+    limits: &Limits,
+) -> Result<TrustMessage, ParseError> {
+    let at = Location::default();
+    if !elem.is("trust-message", NS_TM) {
+        return Err(ParseError::NotATrustMessage {
+            name: elem.name().to_owned(),
+            namespace: elem.ns(),
+            at,
+        });
+    }
+    fn plain(e: &minidom::Element) -> Vec<(bool, &str)> {
+        e.attrs()
+            .iter()
+            .map(|((ns, n), _)| (ns.is_none(), n.as_str()))
+            .collect()
+    }
+    check_attrs(
+        "trust-message",
+        plain(elem).into_iter(),
+        &["usage", "encryption"],
+        at,
+    )?;
+    let usage = namespace_value("usage", elem.attr("usage"), Usage::new, at)?;
+    let encryption = namespace_value("encryption", elem.attr("encryption"), Encryption::new, at)?;
+    if elem.texts().any(|t| !is_xml_space(t)) {
+        return Err(ParseError::UnexpectedText {
+            parent: "trust-message",
+            at,
+        });
+    }
+    let mut builder = Builder::new(limits);
+    for owner in elem.children() {
+        if owner.ns() != NS_TM {
+            continue;
+        }
+        if owner.name() != "key-owner" {
+            return Err(ParseError::UnexpectedElement {
+                name: owner.name().to_owned(),
+                parent: "trust-message",
+                at,
+            });
+        }
+        check_attrs("key-owner", plain(owner).into_iter(), &["jid"], at)?;
+        let Some(jid) = owner.attr("jid") else {
+            return Err(ParseError::MissingAttribute {
+                element: "key-owner",
+                attribute: "jid",
+                at,
+            });
+        };
+        builder.start_owner(jid, at)?;
+        if owner.texts().any(|t| !is_xml_space(t)) {
+            return Err(ParseError::UnexpectedText {
+                parent: "key-owner",
+                at,
+            });
+        }
+        for key in owner.children() {
+            if key.ns() != NS_TM {
+                continue;
+            }
+            let Some(kind) = key_kind(key.name()) else {
+                return Err(ParseError::UnexpectedElement {
+                    name: key.name().to_owned(),
+                    parent: "key-owner",
+                    at,
+                });
+            };
+            check_attrs(kind.element_name(), plain(key).into_iter(), &[], at)?;
+            if let Some(bad) = key.children().find(|c| c.ns() == NS_TM) {
+                return Err(ParseError::UnexpectedElement {
+                    name: bad.name().to_owned(),
+                    parent: kind.element_name(),
+                    at,
+                });
+            }
+            builder.count_key(at)?;
+            let text: String = key.texts().collect();
+            builder.key_text(kind, &text, at)?;
+        }
+        builder.end_owner()?;
+    }
+    builder.finish(usage, encryption, at)
+}
