@@ -6,7 +6,9 @@ Python "Alice" builds a session actively with Python "Bob"'s bundle and encrypts
 five messages; Bob's private keys are exported so the Rust test can act as Bob.
 
 Mode `verify`: reads `name=hex` lines (Rust as Alice towards the Bob of a vector
-file given as argv[2]) on stdin and decrypts them with Python Bob.
+file given as argv[2]) on stdin, decrypts them with Python Bob (whose ratchet keys
+are made deterministic), answers with `reply` and decrypts the `after` lines Rust
+sent once it had read that reply.
 
 Usage: python make_python_vectors.py > python_kex.txt
        python make_python_vectors.py verify python_kex.txt < rust_lines.txt
@@ -70,8 +72,21 @@ def read_lines(stream):
     return values
 
 
+def make_python_deterministic():
+    """Python Bob's ratchet keys from a counter, so `reply` is reproducible."""
+    import hashlib
+    counter = [0]
+
+    def generate_priv():
+        counter[0] += 1
+        return hashlib.sha256(b"python bob ratchet %d" % counter[0]).digest()
+
+    DHR._generate_priv = staticmethod(generate_priv)
+
+
 async def verify(vector_path):
     import xeddsa
+    make_python_deterministic()
     from x3dh.identity_key_pair import IdentityKeyPairSeed
     from x3dh.models import BaseStateModel, IdentityKeyPairModel, SignedPreKeyPairModel
     with open(vector_path) as handle:
@@ -107,7 +122,12 @@ async def verify(vector_path):
         plaintext = await dr.decrypt_message(parse(bytes.fromhex(message)), ad)
         assert plaintext.hex() == rust["plaintext"][index], "message %d differs" % index
     reply = await dr.encrypt_message(b"reply from python bob", ad)
-    print("python verified %d messages" % (1 + len(rust.get("message", []))))
+    after = rust.get("after", [])
+    for index, message in enumerate(after):
+        plaintext = await dr.decrypt_message(parse(bytes.fromhex(message)), ad)
+        assert plaintext.hex() == rust["after_plaintext"][index], "after-reply message %d differs" % index
+    print("python verified %d messages and %d after its reply" % (
+        1 + len(rust.get("message", [])), len(after)))
     print("reply=" + reply.ciphertext.hex())
 
 

@@ -4,7 +4,8 @@
 //! * `python_kex.txt`: Python Alice -> Bob; the test plays Bob with Bob's exported keys.
 //! * `python_verified_rust.txt`: Rust Alice (deterministic randomness) -> the same
 //!   Bob; Python decrypted these exact bytes (`verify` mode) and answered with
-//!   `reply`, which the test decrypts.
+//!   `reply` (a DH ratchet step), which the test decrypts; Python then decrypted
+//!   the three `after` messages Rust sends on its new chain (`pn` = 4).
 
 use std::collections::BTreeMap;
 
@@ -142,11 +143,33 @@ fn rust_alice_lines() -> (String, Session) {
     (lines, session)
 }
 
+/// After reading Python's reply (a DH ratchet step), Rust sends on a new chain.
+fn rust_after_reply_lines(session: &mut Session, reply: &str) -> String {
+    let mut rng = DeterministicRandom::new([42; 32]);
+    let plaintext = session.decrypt(&hex(reply), &mut rng).unwrap();
+    assert_eq!(plaintext.as_slice(), b"reply from python bob");
+    assert!(session.is_confirmed());
+    let mut lines = String::new();
+    for index in 0..3u8 {
+        let plaintext = format!("after reply {index}").into_bytes();
+        let message = session.encrypt(&plaintext);
+        assert!(!message.key_exchange);
+        lines += &format!(
+            "after={}\nafter_plaintext={}\n",
+            to_hex(&message.bytes),
+            to_hex(&plaintext)
+        );
+    }
+    lines
+}
+
 #[test]
 fn rust_alice_to_python_bob_and_back() {
     let recorded = include_str!("testdata/python_verified_rust.txt");
     let (lines, mut session) = rust_alice_lines();
-    let ours: Vec<&str> = lines.lines().collect();
+    let reply = parse(recorded)["reply"][0].clone();
+    let after = rust_after_reply_lines(&mut session, &reply);
+    let ours: Vec<&str> = lines.lines().chain(after.lines()).collect();
     let theirs: Vec<&str> = recorded
         .lines()
         .filter(|line| !line.starts_with("reply=") && !line.starts_with("python"))
@@ -155,10 +178,8 @@ fn rust_alice_to_python_bob_and_back() {
         ours, theirs,
         "deterministic output changed; re-verify with python"
     );
-    let reply = parse(recorded)["reply"][0].clone();
-    let mut rng = DeterministicRandom::new([42; 32]);
-    let plaintext = session.decrypt(&hex(&reply), &mut rng).unwrap();
-    assert_eq!(plaintext.as_slice(), b"reply from python bob");
-    assert!(session.is_confirmed());
-    assert!(!session.encrypt(b"after reply").key_exchange);
+    assert!(
+        recorded.contains("python verified 4 messages and 3 after its reply"),
+        "python did not verify the after-reply messages"
+    );
 }
