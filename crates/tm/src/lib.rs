@@ -5,9 +5,9 @@
 //!   a streaming, non-recursive reader bounded by [`Limits`]) or from a
 //!   [`minidom::Element`] (`TryFrom`), and writes back
 //!   ([`TrustMessage::to_xml`], `From<TrustMessage> for Element`).
-//! * The Trust Message URI (module `uri`, next) generates and parses
+//! * [`TrustUri`] generates and parses
 //!   `xmpp:bob@example.com?trust-message;encryption=…;trust=HEX;distrust=HEX`.
-//! * QR codes (module `qr`, next) render a URI as a QR code (terminal, SVG, PNG).
+//! * [`qr`] renders a URI as a QR code (terminal, SVG, PNG).
 //!
 //! ```
 //! use atm_tm::{TrustMessage, Usage, Encryption};
@@ -29,11 +29,14 @@ mod key;
 mod message;
 mod ns;
 mod parse;
+pub mod qr;
+mod uri;
 
 pub use error::{KeyKind, Location, ParseError, Position};
 pub use key::{KeyId, KeyIdError};
 pub use message::{KeyOwner, Limits, TrustMessage};
 pub use ns::{Encryption, NamespaceError, Usage, NS_ATM, NS_OMEMO2, NS_TM};
+pub use uri::{TrustUri, UriError};
 
 /// The bare JID type used for key owners (re-exported from `jid`).
 pub use jid::BareJid;

@@ -11,8 +11,10 @@ use crate::ns::{Encryption, Usage, NS_TM};
 enum State {
     BeforeRoot,
     InRoot,
-    InOwner,
-    InKey(KeyKind, Location, String),
+    /// With the byte offset of the `<key-owner>`.
+    InOwner(usize),
+    /// With the byte offsets of the key element and of its owner.
+    InKey(KeyKind, usize, usize, String),
     AfterRoot,
 }
 
@@ -61,6 +63,35 @@ fn check_attrs<'a>(
     Ok(())
 }
 
+/// Fills in the position of an error raised without one.
+fn locate(mut e: ParseError, here: Location) -> ParseError {
+    use ParseError as P;
+    match &mut e {
+        P::MissingAttribute { at, .. }
+        | P::UnknownAttribute { at, .. }
+        | P::InvalidNamespace { at, .. }
+        | P::InvalidJid { at, .. }
+        | P::FullJid { at, .. }
+        | P::NoKeyOwner { at }
+        | P::KeyOwnerWithoutKeys { at, .. }
+        | P::InvalidKey { at, .. }
+        | P::TrustedAndDistrusted { at, .. }
+        | P::UnexpectedElement { at, .. }
+        | P::UnexpectedText { at, .. }
+        | P::TooManyKeys { at, .. }
+        | P::TooManyKeyOwners { at, .. }
+        | P::TooDeep { at, .. }
+        | P::Xml { at, .. }
+        | P::NotATrustMessage { at, .. } => {
+            if at.0.is_none() {
+                *at = here;
+            }
+        }
+        P::InputTooLarge { .. } | P::Repeated { .. } => {}
+    }
+    e
+}
+
 fn plain_attrs(attrs: &rxml::AttrMap) -> Vec<(bool, &str)> {
     attrs
         .iter()
@@ -88,7 +119,8 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
     let mut buf = input.as_bytes();
     let mut state = State::BeforeRoot;
     let mut builder = Builder::new(limits);
-    let mut header: Option<(Usage, Encryption, Location)> = None;
+    let mut header: Option<(Usage, Encryption, usize)> = None;
+    let none = Location::default();
     let mut result: Option<TrustMessage> = None;
     // Depth of open elements, and depth of a foreign subtree being skipped
     // (0 = not skipping).
@@ -116,11 +148,12 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
         match ev {
             Event::XmlDeclaration(..) => {}
             Event::StartElement(_, (ns, name), attrs) => {
-                let at = || {
-                    // The metrics of the root include leading whitespace.
-                    let s = input[start..end].find('<').map_or(start, |i| start + i);
-                    loc(s)
-                };
+                // The metrics of the root include leading whitespace.
+                let off = input
+                    .get(start..end)
+                    .and_then(|t| t.find('<'))
+                    .map_or(start, |i| start + i);
+                let at = || loc(off);
                 depth += 1;
                 if depth > limits.max_depth {
                     return Err(ParseError::TooDeep {
@@ -154,7 +187,7 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
                         let usage = namespace_value("usage", get("usage"), Usage::new, at)?;
                         let encryption =
                             namespace_value("encryption", get("encryption"), Encryption::new, at)?;
-                        header = Some((usage, encryption, at));
+                        header = Some((usage, encryption, off));
                         state = State::InRoot;
                     }
                     _ if !ours => skip = 1,
@@ -168,25 +201,27 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
                                 at,
                             });
                         };
-                        builder.start_owner(jid, at)?;
-                        state = State::InOwner;
+                        builder.start_owner(jid, none).map_err(|e| locate(e, at))?;
+                        state = State::InOwner(off);
                     }
-                    State::InOwner if key_kind(name.as_str()).is_some() => {
-                        let at = at();
+                    State::InOwner(owner_off) if key_kind(name.as_str()).is_some() => {
+                        let owner_off = *owner_off;
                         let kind = key_kind(name.as_str()).unwrap_or(KeyKind::Trust);
-                        check_attrs(
-                            kind.element_name(),
-                            plain_attrs(&attrs).into_iter(),
-                            &[],
-                            at,
-                        )?;
-                        builder.count_key(at)?;
-                        state = State::InKey(kind, at, String::new());
+                        if !attrs.is_empty() {
+                            check_attrs(
+                                kind.element_name(),
+                                plain_attrs(&attrs).into_iter(),
+                                &[],
+                                at(),
+                            )?;
+                        }
+                        builder.count_key(none).map_err(|e| locate(e, at()))?;
+                        state = State::InKey(kind, off, owner_off, String::new());
                     }
                     s => {
                         let parent = match s {
                             State::InRoot => "trust-message",
-                            State::InOwner => "key-owner",
+                            State::InOwner(_) => "key-owner",
                             State::InKey(k, ..) => k.element_name(),
                             _ => "document",
                         };
@@ -205,20 +240,25 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
                     continue;
                 }
                 state = match std::mem::replace(&mut state, State::AfterRoot) {
-                    State::InKey(kind, at, text) => {
-                        builder.key_text(kind, &text, at)?;
-                        State::InOwner
+                    State::InKey(kind, off, owner_off, text) => {
+                        builder
+                            .key_text(kind, &text, none)
+                            .map_err(|e| locate(e, loc(off)))?;
+                        State::InOwner(owner_off)
                     }
-                    State::InOwner => {
-                        builder.end_owner()?;
+                    State::InOwner(off) => {
+                        builder.end_owner().map_err(|e| locate(e, loc(off)))?;
                         State::InRoot
                     }
                     State::InRoot => {
-                        let Some((usage, encryption, at)) = header.take() else {
+                        let Some((usage, encryption, off)) = header.take() else {
                             return Err(ParseError::NoKeyOwner { at: loc(start) });
                         };
                         let b = std::mem::replace(&mut builder, Builder::new(limits));
-                        result = Some(b.finish(usage, encryption, at)?);
+                        result = Some(
+                            b.finish(usage, encryption, none)
+                                .map_err(|e| locate(e, loc(off)))?,
+                        );
                         State::AfterRoot
                     }
                     other => other,
@@ -229,14 +269,14 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
                     continue;
                 }
                 match &mut state {
-                    State::InKey(_, _, acc) => acc.push_str(&text),
+                    State::InKey(_, _, _, acc) => acc.push_str(&text),
                     State::InRoot if !is_xml_space(&text) => {
                         return Err(ParseError::UnexpectedText {
                             parent: "trust-message",
                             at: loc(start),
                         })
                     }
-                    State::InOwner if !is_xml_space(&text) => {
+                    State::InOwner(_) if !is_xml_space(&text) => {
                         return Err(ParseError::UnexpectedText {
                             parent: "key-owner",
                             at: loc(start),
