@@ -92,3 +92,26 @@ fn readable(tm: &TrustMessage) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape() {
+        let tm = TrustMessage::parse(
+            "<trust-message xmlns='urn:xmpp:tm:1' usage='urn:xmpp:atm:1' encryption='urn:xmpp:omemo:2'>\
+             <key-owner jid='bob@example.com'><trust>AAE=</trust><distrust>AAI=</distrust></key-owner>\
+             </trust-message>",
+        )
+        .unwrap();
+        assert_eq!(
+            to_json(&tm),
+            serde_json::json!({
+                "usage": "urn:xmpp:atm:1",
+                "encryption": "urn:xmpp:omemo:2",
+                "key_owners": [{"jid": "bob@example.com", "trust": ["AAE="], "distrust": ["AAI="]}]
+            })
+        );
+    }
+}

@@ -192,16 +192,20 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
                     }
                     _ if !ours => skip = 1,
                     State::InRoot if name.as_str() == "key-owner" => {
-                        let at = at();
-                        check_attrs("key-owner", plain_attrs(&attrs).into_iter(), &["jid"], at)?;
+                        // Positions are computed only on error: each costs a
+                        // scan from the start of the input.
+                        check_attrs("key-owner", plain_attrs(&attrs).into_iter(), &["jid"], none)
+                            .map_err(|e| locate(e, at()))?;
                         let Some(jid) = attrs.get(rxml::Namespace::none(), "jid") else {
                             return Err(ParseError::MissingAttribute {
                                 element: "key-owner",
                                 attribute: "jid",
-                                at,
+                                at: at(),
                             });
                         };
-                        builder.start_owner(jid, none).map_err(|e| locate(e, at))?;
+                        builder
+                            .start_owner(jid, none)
+                            .map_err(|e| locate(e, at()))?;
                         state = State::InOwner(off);
                     }
                     State::InOwner(owner_off) if key_kind(name.as_str()).is_some() => {
