@@ -1,1 +1,40 @@
 //! SQLite persistence for the ATM engine and OMEMO sessions.
+//!
+//! - [`SqliteSessionStore`] implements atm-omemo's
+//!   [`SessionStore`](atm_omemo::crypto::SessionStore) (tables `omemo_*`).
+//!
+//! Both live in one database file if you like (separate tables). Opening a file:
+//! - a fresh file is created and migrated to [`SCHEMA_VERSION`] by the numbered
+//!   migrations in `crates/store/migrations/` (`PRAGMA user_version`, one
+//!   transaction per migration);
+//! - WAL journal, foreign keys on, `synchronous = FULL` by default
+//!   ([`Durability`]), `secure_delete` on (deleted sessions and acknowledged
+//!   plaintexts are overwritten in the file);
+//! - a file that is not a database, from a newer schema or of another application
+//!   gives a [`StoreError`] and is never reset.
+//!
+//! ```
+//! use atm_omemo::crypto::{Account, OsRandom, SessionStore};
+//! use atm_store::SqliteSessionStore;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let directory = tempfile::tempdir()?;
+//! let path = directory.path().join("device.sqlite");
+//! let account = Account::generate(chrono::DateTime::UNIX_EPOCH, &mut OsRandom)?;
+//! {
+//!     let mut store = SqliteSessionStore::open(&path)?;
+//!     store.store_account(&account)?;
+//! }
+//! let store = SqliteSessionStore::open(&path)?; // after a restart
+//! let loaded = store.load_account()?.ok_or("account lost")?;
+//! assert_eq!(loaded.identity().public(), account.identity().public());
+//! # Ok(())
+//! # }
+//! ```
+
+mod db;
+mod error;
+mod omemo;
+
+pub use db::{Database, Durability, Migration, APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION};
+pub use error::StoreError;
+pub use omemo::SqliteSessionStore;

@@ -1,0 +1,261 @@
+//! [`SqliteSessionStore`]: the OMEMO 2 state of one device in SQLite (tables
+//! `omemo_*`, migration `0001_omemo_sessions.sql`).
+//!
+//! Every method is one transaction. [`SessionStore::commit_received`] writes the
+//! advanced session, the account without its used prekey and the decrypted data
+//! as a pending message together, which is step 2 of atm-omemo's
+//! "decrypt, persist, act" ([`atm_omemo::crypto::store`]).
+
+use std::path::Path;
+
+use atm_omemo::crypto::{
+    Account, DeviceAddress, IdentityPublicKey, PendingMessage, Session, SessionStore,
+};
+use jid::BareJid;
+use rusqlite::{params, OptionalExtension};
+use zeroize::Zeroizing;
+
+use crate::db::{Database, Durability};
+use crate::error::StoreError;
+
+/// OMEMO sessions, account and pending messages in a SQLite file. The file may
+/// be shared with a [`crate::SqliteTrustStore`] (separate tables).
+#[derive(Debug)]
+pub struct SqliteSessionStore {
+    database: Database,
+}
+
+impl SqliteSessionStore {
+    /// Opens or creates the store in the database file at `path`.
+    ///
+    /// # Errors
+    /// See [`Database::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, Durability::Full)
+    }
+
+    /// Opens or creates the store with the given durability.
+    ///
+    /// # Errors
+    /// See [`Database::open`].
+    pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
+        Ok(Self {
+            database: Database::open(path, durability)?,
+        })
+    }
+
+    /// A private in-memory store.
+    ///
+    /// # Errors
+    /// A SQLite failure.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Ok(Self {
+            database: Database::open_in_memory()?,
+        })
+    }
+
+    /// The underlying database (schema version, integrity check).
+    #[must_use]
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    fn state_error(&self, source: atm_omemo::crypto::StateError) -> StoreError {
+        StoreError::OmemoState {
+            path: self.database.path.clone(),
+            source,
+        }
+    }
+
+    fn invalid(&self, table: &'static str, detail: String) -> StoreError {
+        StoreError::InvalidRecord {
+            path: self.database.path.clone(),
+            table,
+            detail,
+        }
+    }
+}
+
+fn write_session(
+    connection: &rusqlite::Connection,
+    peer: &DeviceAddress,
+    session: &Session,
+) -> rusqlite::Result<()> {
+    let state = session.to_bytes();
+    connection
+        .prepare_cached(
+            "INSERT INTO omemo_session (jid, device_id, state) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (jid, device_id) DO UPDATE SET state = excluded.state",
+        )?
+        .execute(params![
+            peer.jid.as_str(),
+            i64::from(peer.device_id),
+            state.as_slice()
+        ])?;
+    Ok(())
+}
+
+fn write_account(connection: &rusqlite::Connection, account: &Account) -> rusqlite::Result<()> {
+    let state = account.to_bytes();
+    connection
+        .prepare_cached(
+            "INSERT INTO omemo_account (id, state) VALUES (1, ?1) \
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+        )?
+        .execute(params![state.as_slice()])?;
+    Ok(())
+}
+
+impl SessionStore for SqliteSessionStore {
+    type Error = StoreError;
+
+    fn load_account(&self) -> Result<Option<Account>, StoreError> {
+        let state: Option<Zeroizing<Vec<u8>>> = self
+            .database
+            .connection
+            .prepare_cached("SELECT state FROM omemo_account WHERE id = 1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row([], |row| row.get::<_, Vec<u8>>(0).map(Zeroizing::new))
+                    .optional()
+            })
+            .map_err(|error| self.database.error(error))?;
+        state
+            .map(|bytes| Account::from_bytes(&bytes).map_err(|error| self.state_error(error)))
+            .transpose()
+    }
+
+    fn store_account(&mut self, account: &Account) -> Result<(), StoreError> {
+        write_account(&self.database.connection, account)
+            .map_err(|error| self.database.error(error))
+    }
+
+    fn load_session(&self, peer: &DeviceAddress) -> Result<Option<Session>, StoreError> {
+        let state: Option<Zeroizing<Vec<u8>>> = self
+            .database
+            .connection
+            .prepare_cached("SELECT state FROM omemo_session WHERE jid = ?1 AND device_id = ?2")
+            .and_then(|mut statement| {
+                statement
+                    .query_row(
+                        params![peer.jid.as_str(), i64::from(peer.device_id)],
+                        |row| row.get::<_, Vec<u8>>(0).map(Zeroizing::new),
+                    )
+                    .optional()
+            })
+            .map_err(|error| self.database.error(error))?;
+        state
+            .map(|bytes| Session::from_bytes(&bytes).map_err(|error| self.state_error(error)))
+            .transpose()
+    }
+
+    fn store_session(&mut self, peer: &DeviceAddress, session: &Session) -> Result<(), StoreError> {
+        write_session(&self.database.connection, peer, session)
+            .map_err(|error| self.database.error(error))
+    }
+
+    fn delete_session(&mut self, peer: &DeviceAddress) -> Result<(), StoreError> {
+        self.database
+            .connection
+            .prepare_cached("DELETE FROM omemo_session WHERE jid = ?1 AND device_id = ?2")
+            .and_then(|mut statement| {
+                statement.execute(params![peer.jid.as_str(), i64::from(peer.device_id)])
+            })
+            .map(|_| ())
+            .map_err(|error| self.database.error(error))
+    }
+
+    fn commit_received(
+        &mut self,
+        peer: &DeviceAddress,
+        session: &Session,
+        account: Option<&Account>,
+        data: &[u8],
+    ) -> Result<u64, StoreError> {
+        let path = self.database.path.clone();
+        let fail = |error| StoreError::sqlite(&path, error);
+        let transaction = self.database.connection.transaction().map_err(fail)?;
+        write_session(&transaction, peer, session).map_err(fail)?;
+        if let Some(account) = account {
+            write_account(&transaction, account).map_err(fail)?;
+        }
+        transaction
+            .prepare_cached(
+                "INSERT INTO omemo_pending_message (jid, device_id, sender_identity, data) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    peer.jid.as_str(),
+                    i64::from(peer.device_id),
+                    session.remote_identity().as_bytes().as_slice(),
+                    data
+                ])
+            })
+            .map_err(fail)?;
+        let id = transaction.last_insert_rowid();
+        transaction.commit().map_err(fail)?;
+        u64::try_from(id).map_err(|_| StoreError::InvalidRecord {
+            path,
+            table: "omemo_pending_message",
+            detail: format!("negative id {id}"),
+        })
+    }
+
+    fn pending_messages(&self) -> Result<Vec<PendingMessage>, StoreError> {
+        type Row = (i64, String, i64, Vec<u8>, Zeroizing<Vec<u8>>);
+        let rows: Vec<Row> = self
+            .database
+            .connection
+            .prepare_cached(
+                "SELECT id, jid, device_id, sender_identity, data \
+                 FROM omemo_pending_message ORDER BY id",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            Zeroizing::new(row.get(4)?),
+                        ))
+                    })?
+                    .collect()
+            })
+            .map_err(|error| self.database.error(error))?;
+        rows.into_iter()
+            .map(|(id, jid, device_id, identity, data)| {
+                const TABLE: &str = "omemo_pending_message";
+                let jid = BareJid::new(&jid).map_err(|error| {
+                    self.invalid(TABLE, format!("id {id}: JID {jid:?}: {error}"))
+                })?;
+                let device_id = u32::try_from(device_id)
+                    .map_err(|_| self.invalid(TABLE, format!("id {id}: device id {device_id}")))?;
+                let sender_identity = IdentityPublicKey::from_slice(&identity)
+                    .map_err(|error| self.invalid(TABLE, format!("id {id}: identity: {error}")))?;
+                let id = u64::try_from(id)
+                    .map_err(|_| self.invalid(TABLE, format!("negative id {id}")))?;
+                Ok(PendingMessage {
+                    id,
+                    sender: DeviceAddress { jid, device_id },
+                    sender_identity,
+                    data,
+                })
+            })
+            .collect()
+    }
+
+    fn acknowledge(&mut self, id: u64) -> Result<(), StoreError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(()); // no such row can exist
+        };
+        self.database
+            .connection
+            .prepare_cached("DELETE FROM omemo_pending_message WHERE id = ?1")
+            .and_then(|mut statement| statement.execute(params![id]))
+            .map(|_| ())
+            .map_err(|error| self.database.error(error))
+    }
+}

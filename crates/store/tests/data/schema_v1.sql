@@ -1,0 +1,22 @@
+-- table omemo_account
+CREATE TABLE omemo_account (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    state BLOB NOT NULL
+) STRICT;
+-- table omemo_pending_message
+CREATE TABLE omemo_pending_message (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    jid TEXT NOT NULL,
+    device_id INTEGER NOT NULL CHECK (device_id BETWEEN 0 AND 4294967295),
+    sender_identity BLOB NOT NULL CHECK (length(sender_identity) = 32),
+    data BLOB NOT NULL
+) STRICT;
+-- table omemo_session
+CREATE TABLE omemo_session (
+    jid TEXT NOT NULL,
+    device_id INTEGER NOT NULL CHECK (device_id BETWEEN 0 AND 4294967295),
+    state BLOB NOT NULL,
+    PRIMARY KEY (jid, device_id)
+) STRICT, WITHOUT ROWID;
+-- table sqlite_sequence
+CREATE TABLE sqlite_sequence(name,seq);

@@ -1,0 +1,315 @@
+//! The on-disk format: files written by earlier versions keep opening, the
+//! schema text is pinned, and unusable files give clear errors and stay untouched.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+use atm_omemo::crypto::{Account, DeterministicRandom, DeviceAddress, Session, SessionStore};
+use atm_store::{Database, Durability, SqliteSessionStore, StoreError, MIGRATIONS, SCHEMA_VERSION};
+use chrono::DateTime;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// A copy of a committed fixture in a temporary directory (opening migrates it).
+fn copy_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join(name);
+    std::fs::copy(data(name), &path).unwrap();
+    (directory, path)
+}
+
+/// The OMEMO records of the fixtures, regenerated from fixed randomness.
+struct OmemoFixture {
+    account: Account,
+    session: Session,
+    peer: DeviceAddress,
+    pending: &'static [u8],
+}
+
+fn omemo_fixture() -> OmemoFixture {
+    let mut rng = DeterministicRandom::new([7; 32]);
+    let account = Account::generate(DateTime::UNIX_EPOCH, &mut rng).unwrap();
+    let remote = Account::generate(DateTime::UNIX_EPOCH, &mut rng).unwrap();
+    let session = Session::initiate(account.identity(), &remote.bundle(), &mut rng).unwrap();
+    OmemoFixture {
+        account,
+        session,
+        peer: DeviceAddress {
+            jid: jid::BareJid::new("bob@example.org").unwrap(),
+            device_id: 31337,
+        },
+        pending: b"pending plaintext",
+    }
+}
+
+fn write_omemo_fixture(path: &Path) {
+    let fixture = omemo_fixture();
+    let mut store = SqliteSessionStore::open(path).unwrap();
+    store.store_account(&fixture.account).unwrap();
+    store
+        .store_session(&fixture.peer, &fixture.session)
+        .unwrap();
+    store
+        .commit_received(&fixture.peer, &fixture.session, None, fixture.pending)
+        .unwrap();
+}
+
+fn check_omemo_fixture(path: &Path) {
+    let fixture = omemo_fixture();
+    let store = SqliteSessionStore::open(path).unwrap();
+    assert_eq!(
+        store.load_account().unwrap().unwrap().to_bytes(),
+        fixture.account.to_bytes()
+    );
+    assert_eq!(
+        store
+            .load_session(&fixture.peer)
+            .unwrap()
+            .unwrap()
+            .to_bytes(),
+        fixture.session.to_bytes()
+    );
+    let pending = store.pending_messages().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, 1);
+    assert_eq!(pending[0].sender, fixture.peer);
+    assert_eq!(pending[0].data.as_slice(), fixture.pending);
+    assert_eq!(store.database().schema_version().unwrap(), SCHEMA_VERSION);
+    store.database().check_integrity().unwrap();
+}
+
+/// Folds the WAL into the main file so the fixture is one self-contained file.
+fn checkpoint(path: &Path) {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    connection
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
+        .unwrap();
+}
+
+/// Writes the fixtures of the CURRENT schema version. Run once when a migration
+/// is added (`cargo test -p atm-store --test format -- --ignored`), commit the
+/// new file, and never regenerate an old one.
+#[test]
+#[ignore = "writes tests/data; run by hand when a schema version is added"]
+fn generate_current_fixture() {
+    let path = data(&format!("schema_v{SCHEMA_VERSION}.sqlite"));
+    assert!(
+        !path.exists(),
+        "{} exists: fixtures are never rewritten",
+        path.display()
+    );
+    write_omemo_fixture(&path);
+    checkpoint(&path);
+    std::fs::write(
+        data(&format!("schema_v{SCHEMA_VERSION}.sql")),
+        Database::open(&path, Durability::Full)
+            .unwrap()
+            .schema_sql()
+            .unwrap(),
+    )
+    .unwrap();
+    checkpoint(&path);
+}
+
+#[test]
+fn schema_v1_file_still_opens_and_reads() {
+    let (_directory, path) = copy_fixture("schema_v1.sqlite");
+    check_omemo_fixture(&path);
+}
+
+#[test]
+fn every_committed_fixture_migrates_to_the_current_schema() {
+    let fresh = Database::open_in_memory().unwrap().schema_sql().unwrap();
+    for version in 1..=SCHEMA_VERSION {
+        let name = format!("schema_v{version}.sqlite");
+        let (_directory, path) = copy_fixture(&name);
+        let database = Database::open(&path, Durability::Full).unwrap();
+        assert_eq!(database.schema_version().unwrap(), SCHEMA_VERSION, "{name}");
+        assert_eq!(database.schema_sql().unwrap(), fresh, "{name} migrated");
+    }
+}
+
+/// The schema text is pinned: changing a released migration (instead of adding
+/// a new one) fails here.
+#[test]
+fn schema_text_is_pinned() {
+    let pinned = std::fs::read_to_string(data(&format!("schema_v{SCHEMA_VERSION}.sql"))).unwrap();
+    let fresh = Database::open_in_memory().unwrap().schema_sql().unwrap();
+    assert_eq!(
+        fresh, pinned,
+        "schema differs from tests/data/schema_v{SCHEMA_VERSION}.sql"
+    );
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
+        assert_eq!(migration.version, index as i64 + 1);
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(migration.name);
+        assert_eq!(std::fs::read_to_string(file).unwrap(), migration.sql);
+        assert!(migration
+            .name
+            .starts_with(&format!("{:04}_", migration.version)));
+    }
+    // Each fixture's own schema is the pinned text of its version.
+    for version in 1..=SCHEMA_VERSION {
+        let name = format!("schema_v{version}.sqlite");
+        let connection = rusqlite::Connection::open_with_flags(
+            data(&name),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let stored: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(stored, version, "{name}");
+        let pinned = std::fs::read_to_string(data(&format!("schema_v{version}.sql"))).unwrap();
+        let mut statement = connection
+            .prepare(
+                "SELECT type, name, sql FROM sqlite_schema \
+                 WHERE sql IS NOT NULL ORDER BY type, name",
+            )
+            .unwrap();
+        let schema: String = statement
+            .query_map([], |row| {
+                Ok(format!(
+                    "-- {} {}\n{};\n",
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(schema, pinned, "{name}");
+    }
+}
+
+fn assert_untouched(path: &Path, before: &[u8]) {
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        before,
+        "the file was modified"
+    );
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    assert!(!Path::new(&wal).exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+}
+
+#[test]
+fn garbage_file_is_reported_corrupt_and_left_untouched() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("garbage.sqlite");
+    let garbage: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&path, &garbage).unwrap();
+    let error = SqliteSessionStore::open(&path).unwrap_err();
+    assert!(error.is_corrupt(), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("file is not a database"), "{message}");
+    assert!(message.contains("garbage.sqlite"), "{message}");
+    assert_untouched(&path, &garbage);
+}
+
+#[test]
+fn damaged_pages_are_reported_corrupt() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("damaged.sqlite");
+    {
+        let mut store = SqliteSessionStore::open(&path).unwrap();
+        let fixture = omemo_fixture();
+        for device_id in 0..200 {
+            let peer = DeviceAddress {
+                jid: fixture.peer.jid.clone(),
+                device_id,
+            };
+            store.store_session(&peer, &fixture.session).unwrap();
+        }
+    }
+    checkpoint(&path);
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 16 * 4096);
+    for byte in &mut bytes[4096 + 8..12 * 4096] {
+        *byte = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let outcome = SqliteSessionStore::open(&path).and_then(|store| {
+        store.database().check_integrity()?;
+        store.load_session(&omemo_fixture().peer).map(|_| ())
+    });
+    let error = outcome.unwrap_err();
+    assert!(error.is_corrupt(), "{error:?}");
+}
+
+#[test]
+fn newer_schema_is_refused_and_left_untouched() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("newer.sqlite");
+    write_omemo_fixture(&path);
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(&format!(
+                "PRAGMA user_version = {}; PRAGMA journal_mode = DELETE;",
+                SCHEMA_VERSION + 1
+            ))
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let error = SqliteSessionStore::open(&path).unwrap_err();
+    match &error {
+        StoreError::NewerSchema {
+            found, supported, ..
+        } => {
+            assert_eq!(*found, SCHEMA_VERSION + 1);
+            assert_eq!(*supported, SCHEMA_VERSION);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(error
+        .to_string()
+        .contains("newer than this program supports"));
+    assert_untouched(&path, &before);
+}
+
+#[test]
+fn another_applications_database_is_refused_and_left_untouched() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("other.sqlite");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE contacts (name TEXT); INSERT INTO contacts VALUES ('x');")
+        .unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let error = SqliteSessionStore::open(&path).unwrap_err();
+    assert!(
+        matches!(error, StoreError::ForeignDatabase { found: 0, .. }),
+        "{error:?}"
+    );
+    assert_untouched(&path, &before);
+}
+
+#[test]
+fn fresh_file_uses_wal_and_foreign_keys() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("fresh.sqlite");
+    let database = Database::open(&path, Durability::Normal).unwrap();
+    assert_eq!(database.schema_version().unwrap(), SCHEMA_VERSION);
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let id: i64 = connection
+        .query_row("PRAGMA application_id", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(id, atm_store::APPLICATION_ID);
+    // Reopening an up-to-date file is a no-op.
+    drop(database);
+    let again = Database::open(&path, Durability::Full).unwrap();
+    assert_eq!(again.schema_version().unwrap(), SCHEMA_VERSION);
+}
