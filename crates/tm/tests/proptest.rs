@@ -10,7 +10,7 @@ fn key() -> impl Strategy<Value = KeyId> {
 }
 
 fn jid() -> impl Strategy<Value = BareJid> {
-    ("[a-z0-9._'&é]{1,12}", "[a-z0-9]{1,10}\\.(org|com|example)")
+    ("[a-z0-9_é-][a-z0-9._é-]{0,11}", "[a-z0-9]{1,10}\\.(org|com|example)")
         .prop_filter_map("valid bare JID", |(node, domain)| {
             BareJid::new(&format!("{node}@{domain}")).ok()
         })
@@ -68,8 +68,7 @@ proptest! {
     }
 
     #[test]
-    fn uri_round_trip(o in owner(), enc in "urn:[a-z:0-9%/ ]{1,20}") {
-        prop_assume!(!enc.contains(' '));
+    fn uri_round_trip(o in owner(), enc in "urn:[a-z:0-9%/]{1,20}") {
         let u = TrustUri {
             jid: o.jid,
             encryption: Encryption::new(enc).unwrap(),
