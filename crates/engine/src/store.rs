@@ -1,0 +1,274 @@
+//! Persistence behind a trait: [`TrustStore`], and [`MemoryStore`] for tests
+//! and simulations.
+//!
+//! The engine reads through the trait while it works on one input and writes
+//! nothing until the input is done; then it hands the store one [`Changeset`]
+//! to [`commit`](TrustStore::commit). An implementation must apply a changeset
+//! atomically (one SQLite transaction): every effect the engine reports is
+//! stored, or none is.
+
+use std::collections::{BTreeMap, HashMap};
+
+use atm_tm::{BareJid, KeyId};
+use chrono::{DateTime, Utc};
+
+use crate::level::{DecisionKind, Policy, TrustLevel};
+
+/// The stored trust in one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The current level.
+    pub level: TrustLevel,
+    /// The time of the decision that set this level (manual or through a trust
+    /// message); `None` for levels set by the policy, which any decision
+    /// overrides.
+    pub time: Option<DateTime<Utc>>,
+}
+
+/// A key of a key owner.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyRef {
+    /// The key owner's bare JID.
+    pub owner: BareJid,
+    /// The key identifier.
+    pub key: KeyId,
+}
+
+impl KeyRef {
+    /// A key of `owner`.
+    pub fn new(owner: BareJid, key: KeyId) -> Self {
+        KeyRef { owner, key }
+    }
+}
+
+/// A trust decision about one key, with the time it was originally made.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Decision {
+    /// The key decided on.
+    pub target: KeyRef,
+    /// Authenticate or distrust.
+    pub kind: DecisionKind,
+    /// When the decision was originally made (it keeps this time as it travels).
+    pub time: DateTime<Utc>,
+}
+
+/// A decision stored until its sender's key is authenticated (XEP-0450
+/// §Implementation Notes, first case).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Postponed {
+    /// The endpoint whose trust message carried the decision.
+    pub sender: KeyRef,
+    /// The decision.
+    pub decision: Decision,
+}
+
+/// A decision about a key not known yet, stored until the key is learned
+/// (XEP-0450 §Implementation Notes, second case). Its sender was authenticated
+/// when it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pending {
+    /// The endpoint whose trust message carried the decision (`None` if it was
+    /// the user's own).
+    pub sender: Option<KeyRef>,
+    /// The decision.
+    pub decision: Decision,
+}
+
+/// An automatic decision waiting for the user's yes or no (confirmation mode,
+/// XEP-0450 §Notification and Confirmation). At most one per key: a newer one
+/// replaces an older.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Confirmation {
+    /// The endpoint whose trust message carried the decision.
+    pub sender: KeyRef,
+    /// The decision to confirm.
+    pub decision: Decision,
+}
+
+/// Everything one engine input writes. Applied atomically by
+/// [`TrustStore::commit`]: upserts replace rows with the same key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changeset {
+    /// Key rows to insert or replace.
+    pub keys: Vec<(KeyRef, KeyRecord)>,
+    /// Postponed decisions to insert or replace (one row per sender and target).
+    pub postpone: Vec<Postponed>,
+    /// Senders whose postponed decisions are all deleted (applied or dropped).
+    /// Applied before `postpone`.
+    pub release: Vec<KeyRef>,
+    /// Pending decisions for unknown keys to insert or replace (one per target).
+    pub pending: Vec<Pending>,
+    /// Targets whose pending decision is deleted. Applied before `pending`.
+    pub unpend: Vec<KeyRef>,
+    /// Confirmations to insert or replace (one per target).
+    pub confirm: Vec<Confirmation>,
+    /// Targets whose confirmation is deleted. Applied before `confirm`.
+    pub unconfirm: Vec<KeyRef>,
+    /// A new security policy.
+    pub policy: Option<Policy>,
+}
+
+impl Changeset {
+    /// `true` if committing it would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &Changeset::default()
+    }
+}
+
+/// Persistence of the engine's state for one account and one encryption
+/// namespace. Reads see everything committed before; the engine overlays its
+/// own uncommitted writes.
+pub trait TrustStore {
+    /// The store's error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The stored trust in one key, `None` if the key is not known.
+    fn key(&mut self, key: &KeyRef) -> Result<Option<KeyRecord>, Self::Error>;
+
+    /// Every known key of one owner.
+    fn keys_of(&mut self, owner: &BareJid) -> Result<Vec<(KeyId, KeyRecord)>, Self::Error>;
+
+    /// Every known key at one of the given levels, all owners.
+    fn keys_at(&mut self, levels: &[TrustLevel]) -> Result<Vec<(KeyRef, KeyRecord)>, Self::Error>;
+
+    /// The postponed decisions of one sender.
+    fn postponed_from(&mut self, sender: &KeyRef) -> Result<Vec<Postponed>, Self::Error>;
+
+    /// The pending decision about a key not known yet.
+    fn pending_for(&mut self, target: &KeyRef) -> Result<Option<Pending>, Self::Error>;
+
+    /// The confirmation waiting for a key.
+    fn confirmation_for(&mut self, target: &KeyRef) -> Result<Option<Confirmation>, Self::Error>;
+
+    /// Every confirmation waiting for the user.
+    fn confirmations(&mut self) -> Result<Vec<Confirmation>, Self::Error>;
+
+    /// How many decisions are stored and not applied (postponed plus pending).
+    fn stored_decision_count(&mut self) -> Result<u64, Self::Error>;
+
+    /// The stored policy, `None` if never set.
+    fn policy(&mut self) -> Result<Option<Policy>, Self::Error>;
+
+    /// Applies a changeset atomically.
+    fn commit(&mut self, changes: &Changeset) -> Result<(), Self::Error>;
+}
+
+/// A [`TrustStore`] in memory, for tests, simulations and clients that persist
+/// elsewhere.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    keys: HashMap<BareJid, BTreeMap<KeyId, KeyRecord>>,
+    postponed: HashMap<KeyRef, BTreeMap<KeyRef, Postponed>>,
+    pending: HashMap<KeyRef, Pending>,
+    confirmations: BTreeMap<KeyRef, Confirmation>,
+    policy: Option<Policy>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// [`MemoryStore`] never fails.
+#[derive(Debug, thiserror::Error)]
+#[error("the memory store cannot fail")]
+pub enum Infallible {}
+
+impl TrustStore for MemoryStore {
+    type Error = Infallible;
+
+    fn key(&mut self, key: &KeyRef) -> Result<Option<KeyRecord>, Infallible> {
+        Ok(self
+            .keys
+            .get(&key.owner)
+            .and_then(|keys| keys.get(&key.key))
+            .copied())
+    }
+
+    fn keys_of(&mut self, owner: &BareJid) -> Result<Vec<(KeyId, KeyRecord)>, Infallible> {
+        Ok(self
+            .keys
+            .get(owner)
+            .map(|keys| keys.iter().map(|(k, r)| (k.clone(), *r)).collect())
+            .unwrap_or_default())
+    }
+
+    fn keys_at(&mut self, levels: &[TrustLevel]) -> Result<Vec<(KeyRef, KeyRecord)>, Infallible> {
+        let mut out = Vec::new();
+        for (owner, keys) in &self.keys {
+            for (key, record) in keys {
+                if levels.contains(&record.level) {
+                    out.push((KeyRef::new(owner.clone(), key.clone()), *record));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    fn postponed_from(&mut self, sender: &KeyRef) -> Result<Vec<Postponed>, Infallible> {
+        Ok(self
+            .postponed
+            .get(sender)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn pending_for(&mut self, target: &KeyRef) -> Result<Option<Pending>, Infallible> {
+        Ok(self.pending.get(target).cloned())
+    }
+
+    fn confirmation_for(&mut self, target: &KeyRef) -> Result<Option<Confirmation>, Infallible> {
+        Ok(self.confirmations.get(target).cloned())
+    }
+
+    fn confirmations(&mut self) -> Result<Vec<Confirmation>, Infallible> {
+        Ok(self.confirmations.values().cloned().collect())
+    }
+
+    fn stored_decision_count(&mut self) -> Result<u64, Infallible> {
+        let postponed: usize = self.postponed.values().map(BTreeMap::len).sum();
+        Ok((postponed + self.pending.len()) as u64)
+    }
+
+    fn policy(&mut self) -> Result<Option<Policy>, Infallible> {
+        Ok(self.policy)
+    }
+
+    fn commit(&mut self, changes: &Changeset) -> Result<(), Infallible> {
+        for (key, record) in &changes.keys {
+            self.keys
+                .entry(key.owner.clone())
+                .or_default()
+                .insert(key.key.clone(), *record);
+        }
+        for sender in &changes.release {
+            self.postponed.remove(sender);
+        }
+        for p in &changes.postpone {
+            self.postponed
+                .entry(p.sender.clone())
+                .or_default()
+                .insert(p.decision.target.clone(), p.clone());
+        }
+        for target in &changes.unpend {
+            self.pending.remove(target);
+        }
+        for p in &changes.pending {
+            self.pending.insert(p.decision.target.clone(), p.clone());
+        }
+        for target in &changes.unconfirm {
+            self.confirmations.remove(target);
+        }
+        for c in &changes.confirm {
+            self.confirmations
+                .insert(c.decision.target.clone(), c.clone());
+        }
+        if let Some(policy) = changes.policy {
+            self.policy = Some(policy);
+        }
+        Ok(())
+    }
+}
