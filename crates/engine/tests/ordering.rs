@@ -1,0 +1,165 @@
+//! Ordering by original decision time: a late, replayed or relayed older
+//! decision never undoes a newer one, and conflicting decisions settle on the
+//! newest everywhere without chasing each other.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use atm_engine::{DecisionTimes, Input, KeyRef, Propagation, Received, TrustLevel};
+use common::Net;
+
+const ENDPOINTS: [(&str, &str); 5] = [
+    ("A1", "alice@example.org"),
+    ("A2", "alice@example.org"),
+    ("A3", "alice@example.org"),
+    ("A4", "alice@example.org"),
+    ("B1", "bob@example.com"),
+];
+
+fn meshed() -> Net {
+    let mut net = Net::new(&ENDPOINTS, Propagation::Complete);
+    for (a, b) in [("A1", "A2"), ("A2", "A3"), ("A3", "A4"), ("A1", "B1")] {
+        net.auth(a, &[b]);
+        net.auth(b, &[a]);
+    }
+    assert_eq!(net.authenticated_pairs(), 20);
+    net
+}
+
+#[test]
+fn a_replayed_older_trust_does_not_undo_a_newer_distrust() {
+    let mut net = meshed();
+    // The message that first told A2 about B1, kept by an attacker.
+    let b1 = net.key("B1");
+    let old = (0..net.sent.len())
+        .find(|&s| {
+            net.sent[s].out.recipients.contains(&net.key("A2"))
+                && net.sent[s]
+                    .out
+                    .message
+                    .key_owners
+                    .iter()
+                    .any(|o| o.trust.contains(&b1.key))
+        })
+        .unwrap();
+    net.distrust("A1", &["B1"]);
+    assert_eq!(net.level("A2", "B1"), Some(TrustLevel::ManuallyDistrusted));
+    let a2 = net.idx("A2");
+    net.deliver(old, a2);
+    net.run();
+    assert_eq!(net.level("A2", "B1"), Some(TrustLevel::ManuallyDistrusted));
+}
+
+#[test]
+fn a_relayed_decision_keeps_its_original_time() {
+    let mut net = meshed();
+    net.distrust("A1", &["B1"]);
+    let distrust_time = net.clock;
+    // A2 relays an old trust in B1, sent now: the SCE time is new, the
+    // decision time says when it was made.
+    let a2 = net.key("A2");
+    let b1 = net.key("B1");
+    let message = atm_engine::TrustMessage::parse(&format!(
+        "<trust-message xmlns='urn:xmpp:tm:1' usage='urn:xmpp:atm:1' encryption='urn:xmpp:omemo:2'>\
+         <key-owner jid='bob@example.com'><trust>{}</trust></key-owner></trust-message>",
+        b1.key.to_base64()
+    ))
+    .unwrap();
+    let mut times = DecisionTimes::default();
+    times
+        .0
+        .insert(b1.clone(), distrust_time - chrono::Duration::seconds(30));
+    let received = |times: DecisionTimes| Received {
+        sender: a2.owner.clone(),
+        sender_key: Some(a2.key.clone()),
+        time: distrust_time + chrono::Duration::seconds(60),
+        message: message.clone(),
+        decision_times: times,
+        co_recipients: vec![],
+    };
+    let a3 = net.idx("A3");
+    net.input(a3, Input::Received(received(times)));
+    assert_eq!(net.level("A3", "B1"), Some(TrustLevel::ManuallyDistrusted));
+    // Without the original time, the SCE time counts: a newer re-authentication.
+    net.input(a3, Input::Received(received(DecisionTimes::default())));
+    assert_eq!(net.level("A3", "B1"), Some(TrustLevel::Authenticated));
+}
+
+#[test]
+fn at_equal_times_a_distrust_wins() {
+    let mut net = meshed();
+    let a2 = net.key("A2");
+    let b1 = net.key("B1");
+    let t = net.clock + chrono::Duration::seconds(100);
+    let xml = |tag: &str| {
+        atm_engine::TrustMessage::parse(&format!(
+            "<trust-message xmlns='urn:xmpp:tm:1' usage='urn:xmpp:atm:1' encryption='urn:xmpp:omemo:2'>\
+             <key-owner jid='bob@example.com'><{tag}>{}</{tag}></key-owner></trust-message>",
+            b1.key.to_base64()
+        ))
+        .unwrap()
+    };
+    let a3 = net.idx("A3");
+    for tag in ["distrust", "trust"] {
+        net.input(
+            a3,
+            Input::Received(Received {
+                sender: a2.owner.clone(),
+                sender_key: Some(a2.key.clone()),
+                time: t,
+                message: xml(tag),
+                decision_times: DecisionTimes::default(),
+                co_recipients: vec![],
+            }),
+        );
+    }
+    assert_eq!(net.level("A3", "B1"), Some(TrustLevel::ManuallyDistrusted));
+}
+
+#[test]
+fn conflicting_decisions_in_a_partition_settle_on_the_newest_everywhere() {
+    for reverse in [false, true] {
+        let mut net = meshed();
+        // A4 distrusts B1 while A1 and A2 are away; later A2, still away and
+        // unaware, authenticates B1 again: the newer decision must win everywhere.
+        net.offline("A1");
+        net.offline("A2");
+        net.distrust("A4", &["B1"]);
+        net.online("A1", reverse);
+        net.offline("A3");
+        net.offline("A4");
+        net.auth("A2", &["B1"]); // newest decision, made while A3 and A4 are away
+        net.online("A2", reverse);
+        net.online("A3", reverse);
+        net.online("A4", reverse);
+        net.run();
+        for at in ["A1", "A2", "A3", "A4"] {
+            assert_eq!(
+                net.level(at, "B1"),
+                Some(TrustLevel::Authenticated),
+                "{at}, reverse {reverse}"
+            );
+        }
+        // Messages stopped by themselves (the harness runs to quiescence); bounded.
+        assert!(net.sent.len() < 40, "{}", net.sent.len());
+    }
+}
+
+#[test]
+fn a_newer_decision_at_the_same_level_updates_its_time() {
+    let mut net = meshed();
+    let b1 = net.key("B1");
+    let i = net.idx("A2");
+    let before = net.endpoints[i].engine.store_mut().clone();
+    net.auth("A2", &["B1"]);
+    let after = net.endpoints[i].engine.known_keys().unwrap();
+    let record = after.iter().find(|(k, _)| *k == b1).unwrap().1;
+    assert_eq!(record.level, TrustLevel::Authenticated);
+    let mut before = before;
+    use atm_engine::TrustStore;
+    let old = before
+        .key(&KeyRef::new(b1.owner.clone(), b1.key.clone()))
+        .unwrap()
+        .unwrap();
+    assert!(record.time > old.time);
+}
