@@ -118,3 +118,48 @@ fn seed_sized_runs_converge_in_every_order() {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+    /// After the mesh, one endpoint distrusts another's key: its own account
+    /// follows; for an own key, the contacts follow too; a contact's account
+    /// never takes another account's word about its own keys.
+    #[test]
+    fn a_distrust_reaches_exactly_who_may_act_on_it(
+        devices in proptest::collection::vec(1usize..=3, 2..=3),
+        seed in any::<u64>(),
+        offline_percent in 0u64..40,
+        pick in any::<(u16, u16)>(),
+    ) {
+        let (mut net, names) = play(&devices, seed, 0);
+        let by = &names[pick.0 as usize % names.len()];
+        let others: Vec<&String> = names.iter().filter(|n| *n != by).collect();
+        let target = others[pick.1 as usize % others.len()].clone();
+        let mut rng = Rng(seed.rotate_left(17) | 1);
+        let mut away = Vec::new();
+        for name in &names {
+            if name != by && rng.next() % 100 < offline_percent {
+                net.offline(name);
+                away.push(name.clone());
+            }
+        }
+        net.distrust(by, &[target.as_str()]);
+        for name in &away {
+            net.online(name, rng.next() % 2 == 0);
+        }
+        let account = |n: &str| n.as_bytes()[0];
+        for at in &names {
+            if *at == target {
+                continue;
+            }
+            let same_as_by = account(at) == account(by);
+            let own_key_of_by = account(&target) == account(by);
+            let expected = if same_as_by || own_key_of_by {
+                TrustLevel::ManuallyDistrusted
+            } else {
+                TrustLevel::Authenticated
+            };
+            prop_assert_eq!(net.level(at, &target), Some(expected), "{} about {} (by {})", at, target, by);
+        }
+    }
+}
