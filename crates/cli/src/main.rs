@@ -2,8 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
+mod cmd_scenario;
+mod cmd_simulate;
 mod cmd_tm;
 mod cmd_uri;
+mod stores;
 
 /// Automatic Trust Management (XEP-0450) with Trust Messages (XEP-0434).
 #[derive(Parser)]
@@ -21,6 +24,11 @@ enum Command {
     /// Trust Message URIs: generate, parse, QR code.
     #[command(subcommand)]
     Uri(cmd_uri::UriCommand),
+    /// Scenarios: play a timeline of user actions and network events.
+    #[command(subcommand)]
+    Scenario(cmd_scenario::ScenarioCommand),
+    /// Simulate many accounts and devices: what ATM saves, what it costs.
+    Simulate(cmd_simulate::SimulateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,5 +36,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Tm(c) => cmd_tm::run(c),
         Command::Uri(c) => cmd_uri::run(c),
+        Command::Scenario(c) => cmd_scenario::run(c),
+        Command::Simulate(a) => cmd_simulate::run(a),
     }
 }

@@ -10,7 +10,10 @@ fn key() -> impl Strategy<Value = KeyId> {
 }
 
 fn jid() -> impl Strategy<Value = BareJid> {
-    ("[a-z0-9_é-][a-z0-9._é-]{0,11}", "[a-z0-9]{1,10}\\.(org|com|example)")
+    (
+        "[a-z0-9_é-][a-z0-9._é-]{0,11}",
+        "[a-z0-9]{1,10}\\.(org|com|example)",
+    )
         .prop_filter_map("valid bare JID", |(node, domain)| {
             BareJid::new(&format!("{node}@{domain}")).ok()
         })
