@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod cmd_demo;
 mod cmd_scenario;
 mod cmd_simulate;
 mod cmd_tm;
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The seed walkthrough: 8 manual authentications become all 20.
+    Demo(cmd_demo::DemoArgs),
     /// Trust messages (XEP-0434): validate and show.
     #[command(subcommand)]
     Tm(cmd_tm::TmCommand),
@@ -34,6 +37,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(a) => cmd_demo::run(a),
         Command::Tm(c) => cmd_tm::run(c),
         Command::Uri(c) => cmd_uri::run(c),
         Command::Scenario(c) => cmd_scenario::run(c),

@@ -162,3 +162,30 @@ fn an_invalid_file_exits_2_naming_the_json_path() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
+
+#[test]
+fn the_demo_counts_8_manual_12_automatic_and_what_xep_leaves_undone() {
+    let out = atm().args(["demo", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["authentications_needed"], 20);
+    assert_eq!(json["complete"]["manual_authentications"], 8);
+    assert_eq!(json["complete"]["automatic_authentications"], 12);
+    assert_eq!(json["complete"]["authenticated"], 20);
+    assert!(json["complete"]["trust_messages_sent"].as_u64().unwrap() <= 6);
+    assert_eq!(json["xep"]["automatic_authentications"], 8);
+    assert_eq!(json["xep"]["left_undone"].as_array().unwrap().len(), 4);
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("demo.svg");
+    let out = atm().arg("demo").arg("--svg").arg(&svg).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("made automatically"));
+    let picture = std::fs::read_to_string(svg).unwrap();
+    assert!(picture.starts_with("<svg") && picture.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        picture.matches("<line ").count(),
+        20 + 2,
+        "20 arrows and 2 legend lines"
+    );
+}

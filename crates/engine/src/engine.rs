@@ -425,7 +425,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         let old = self.policy;
         self.policy = policy;
         if old == Policy::Manual && policy == Policy::Toakafa {
-            for (key, _) in self.keys_at(&[TrustLevel::Undecided])? {
+            for (key, record) in self.keys_at(&[TrustLevel::Undecided])? {
+                self.overlay.entry(key.clone()).or_insert(Some(record));
                 let level = self.initial_level(&key.owner)?;
                 self.change_level(&key, level, None, Cause::Policy);
             }
@@ -661,6 +662,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 for (key, record) in self.keys_of(&owner)? {
                     if record.level == TrustLevel::AutomaticallyTrusted {
                         let key = KeyRef::new(owner.clone(), key);
+                        self.overlay.entry(key.clone()).or_insert(Some(record));
                         self.change_level(
                             &key,
                             TrustLevel::AutomaticallyDistrusted,

@@ -9,6 +9,7 @@
 //! * [`simulate`]: many accounts and devices, random minimal initial
 //!   authentications, for `atm simulate`; [`plot`] draws its picture.
 
+pub mod demo;
 pub mod keys;
 pub mod network;
 pub mod plot;
