@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use atm_sim::scenario::Scenario;
-
-use crate::stores::Open as _;
 use clap::Subcommand;
 
 /// Scenario commands.
@@ -51,7 +49,12 @@ fn execute(file: &Path, json: bool, store: Option<&Path>) -> Result<bool, Invali
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let scenario = Scenario::from_json(&text, &default_name).map_err(|e| Invalid(e.to_string()))?;
-    let stores = crate::stores::ScenarioStores::new(store).map_err(Invalid)?;
+    let stores = crate::stores::ScenarioStores::new(
+        store,
+        scenario.encryption.as_str(),
+        &scenario.endpoints,
+    )
+    .map_err(Invalid)?;
     let mut outcome = atm_sim::run(scenario, stores).map_err(Invalid)?;
     if json {
         let value = atm_sim::runner::to_json(&mut outcome).map_err(Invalid)?;

@@ -22,11 +22,18 @@ pub struct Migration {
 
 /// Every migration, in order. Append only: a released migration never changes
 /// (the tests pin their text and the resulting schema).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_omemo_sessions.sql",
-    sql: include_str!("../migrations/0001_omemo_sessions.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_omemo_sessions.sql",
+        sql: include_str!("../migrations/0001_omemo_sessions.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_trust.sql",
+        sql: include_str!("../migrations/0002_trust.sql"),
+    },
+];
 
 /// The schema version this program writes and reads.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -2,6 +2,9 @@
 //!
 //! - [`SqliteSessionStore`] implements atm-omemo's
 //!   [`SessionStore`](atm_omemo::crypto::SessionStore) (tables `omemo_*`).
+//! - [`SqliteTrustStore`] implements atm-engine's
+//!   [`TrustStore`](atm_engine::TrustStore) (tables `trust_*`), one scope per
+//!   own account and encryption namespace.
 //!
 //! Both live in one database file if you like (separate tables). Opening a file:
 //! - a fresh file is created and migrated to [`SCHEMA_VERSION`] by the numbered
@@ -34,7 +37,9 @@
 mod db;
 mod error;
 mod omemo;
+mod trust;
 
 pub use db::{Database, Durability, Migration, APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION};
 pub use error::StoreError;
 pub use omemo::SqliteSessionStore;
+pub use trust::SqliteTrustStore;

@@ -58,6 +58,101 @@ fn write_omemo_fixture(path: &Path) {
         .unwrap();
 }
 
+/// The trust records of the fixtures (schema 2 and later).
+fn trust_fixture() -> atm_engine::Changeset {
+    use atm_engine::{
+        Changeset, Decision, DecisionKind, KeyId, KeyRecord, KeyRef, Pending, Policy, Postponed,
+        TrustLevel,
+    };
+    let key = |owner: &str, b: u8| {
+        KeyRef::new(owner.parse().unwrap(), KeyId::from_bytes([b; 32]).unwrap())
+    };
+    let time = |s: i64| {
+        DateTime::UNIX_EPOCH + chrono::Duration::seconds(s) + chrono::Duration::nanoseconds(5)
+    };
+    Changeset {
+        keys: vec![
+            (
+                key("bob@example.org", 1),
+                KeyRecord {
+                    level: TrustLevel::Authenticated,
+                    time: Some(time(10)),
+                },
+            ),
+            (
+                key("bob@example.org", 2),
+                KeyRecord {
+                    level: TrustLevel::AutomaticallyDistrusted,
+                    time: None,
+                },
+            ),
+            (
+                key("carol@example.org", 3),
+                KeyRecord {
+                    level: TrustLevel::ManuallyDistrusted,
+                    time: Some(time(11)),
+                },
+            ),
+        ],
+        postpone: vec![Postponed {
+            sender: key("carol@example.org", 4),
+            decision: Decision {
+                target: key("carol@example.org", 5),
+                kind: DecisionKind::Trust,
+                time: time(12),
+            },
+        }],
+        pending: vec![Pending {
+            sender: Some(key("bob@example.org", 1)),
+            decision: Decision {
+                target: key("bob@example.org", 6),
+                kind: DecisionKind::Distrust,
+                time: time(13),
+            },
+        }],
+        policy: Some(Policy::Manual),
+        ..Changeset::default()
+    }
+}
+
+fn trust_scope(path: &Path) -> atm_store::SqliteTrustStore {
+    atm_store::SqliteTrustStore::open(
+        path,
+        &"alice@example.org".parse().unwrap(),
+        "urn:xmpp:omemo:2",
+    )
+    .unwrap()
+}
+
+fn write_trust_fixture(path: &Path) {
+    use atm_engine::TrustStore as _;
+    trust_scope(path).commit(&trust_fixture()).unwrap();
+}
+
+fn check_trust_fixture(path: &Path) {
+    use atm_engine::{MemoryStore, TrustLevel, TrustStore as _};
+    let mut expected = MemoryStore::new();
+    expected.commit(&trust_fixture()).unwrap();
+    let mut store = trust_scope(path);
+    assert_eq!(
+        store.keys_at(&TrustLevel::ALL).unwrap(),
+        expected.keys_at(&TrustLevel::ALL).unwrap()
+    );
+    let fixture = trust_fixture();
+    let sender = &fixture.postpone[0].sender;
+    assert_eq!(
+        store.postponed_from(sender).unwrap(),
+        expected.postponed_from(sender).unwrap()
+    );
+    let target = &fixture.pending[0].decision.target;
+    assert_eq!(
+        store.pending_for(target).unwrap(),
+        expected.pending_for(target).unwrap()
+    );
+    assert_eq!(store.stored_decision_count().unwrap(), 2);
+    assert_eq!(store.policy().unwrap(), Some(atm_engine::Policy::Manual));
+}
+
 fn check_omemo_fixture(path: &Path) {
     let fixture = omemo_fixture();
     let store = SqliteSessionStore::open(path).unwrap();
@@ -103,6 +198,7 @@ fn generate_current_fixture() {
         path.display()
     );
     write_omemo_fixture(&path);
+    write_trust_fixture(&path);
     checkpoint(&path);
     std::fs::write(
         data(&format!("schema_v{SCHEMA_VERSION}.sql")),
@@ -119,6 +215,21 @@ fn generate_current_fixture() {
 fn schema_v1_file_still_opens_and_reads() {
     let (_directory, path) = copy_fixture("schema_v1.sqlite");
     check_omemo_fixture(&path);
+}
+
+#[test]
+fn schema_v2_file_still_opens_and_reads() {
+    let (_directory, path) = copy_fixture("schema_v2.sqlite");
+    check_omemo_fixture(&path);
+    check_trust_fixture(&path);
+}
+
+#[test]
+fn a_v1_file_gains_the_trust_tables_and_keeps_its_sessions() {
+    let (_directory, path) = copy_fixture("schema_v1.sqlite");
+    write_trust_fixture(&path);
+    check_omemo_fixture(&path);
+    check_trust_fixture(&path);
 }
 
 #[test]

@@ -1,0 +1,479 @@
+//! [`SqliteTrustStore`]: the ATM engine's state in SQLite (tables `trust_*`,
+//! migration `0002_trust.sql`).
+//!
+//! One store is one scope: an own account and an encryption namespace; several
+//! scopes may share a file (and share it with a [`crate::SqliteSessionStore`]).
+//! [`TrustStore::commit`] applies a whole [`Changeset`] in one transaction: all
+//! of an engine input's effects are stored, or none.
+//!
+//! Key rows are also kept in memory (loaded when the store opens, updated only
+//! after a commit succeeded), so that the engine's many small reads cost no
+//! query: applying a trust message of 3,000 keys is one transaction of 3,000
+//! upserts. A store assumes it is the only writer of its scope.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use atm_engine::{
+    BareJid, Changeset, Confirmation, Decision, DecisionKind, DecisionTimes, KeyId, KeyRecord,
+    KeyRef, Pending, Policy, Postponed, TrustLevel, TrustStore,
+};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+
+use crate::db::{Database, Durability};
+use crate::error::StoreError;
+
+/// The trust state of one (account, encryption) scope in a SQLite file.
+#[derive(Debug)]
+pub struct SqliteTrustStore {
+    database: Database,
+    scope: i64,
+    keys: HashMap<BareJid, BTreeMap<KeyId, KeyRecord>>,
+}
+
+fn kind_text(kind: DecisionKind) -> &'static str {
+    match kind {
+        DecisionKind::Trust => "trust",
+        DecisionKind::Distrust => "distrust",
+    }
+}
+
+fn time_text(time: DateTime<Utc>) -> String {
+    DecisionTimes::format_time(time)
+}
+
+impl SqliteTrustStore {
+    /// Opens (or creates) the file at `path` and the scope of `account` and
+    /// `encryption` in it.
+    ///
+    /// # Errors
+    /// See [`Database::open`]; [`StoreError::InvalidRecord`] if a stored row
+    /// cannot be read.
+    pub fn open(
+        path: impl AsRef<Path>,
+        account: &BareJid,
+        encryption: &str,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(path, account, encryption, Durability::Full)
+    }
+
+    /// Opens with the given durability.
+    ///
+    /// # Errors
+    /// See [`SqliteTrustStore::open`].
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        account: &BareJid,
+        encryption: &str,
+        durability: Durability,
+    ) -> Result<Self, StoreError> {
+        Self::from_database(Database::open(path, durability)?, account, encryption)
+    }
+
+    /// A private in-memory store (tests).
+    ///
+    /// # Errors
+    /// A SQLite failure.
+    pub fn open_in_memory(account: &BareJid, encryption: &str) -> Result<Self, StoreError> {
+        Self::from_database(Database::open_in_memory()?, account, encryption)
+    }
+
+    /// The scope of `account` and `encryption` in an open database.
+    ///
+    /// # Errors
+    /// A SQLite failure or an unreadable row.
+    pub fn from_database(
+        database: Database,
+        account: &BareJid,
+        encryption: &str,
+    ) -> Result<Self, StoreError> {
+        let fail = |error| database.error(error);
+        database
+            .connection
+            .execute(
+                "INSERT INTO trust_scope (account, encryption) VALUES (?1, ?2) \
+                 ON CONFLICT (account, encryption) DO NOTHING",
+                params![account.as_str(), encryption],
+            )
+            .map_err(fail)?;
+        let scope: i64 = database
+            .connection
+            .query_row(
+                "SELECT id FROM trust_scope WHERE account = ?1 AND encryption = ?2",
+                params![account.as_str(), encryption],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        let mut store = SqliteTrustStore {
+            database,
+            scope,
+            keys: HashMap::new(),
+        };
+        store.load_keys()?;
+        Ok(store)
+    }
+
+    /// The underlying database (schema version, integrity check).
+    #[must_use]
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    fn invalid(&self, table: &'static str, detail: String) -> StoreError {
+        StoreError::InvalidRecord {
+            path: self.database.path.clone(),
+            table,
+            detail,
+        }
+    }
+
+    fn jid(&self, table: &'static str, text: &str) -> Result<BareJid, StoreError> {
+        text.parse()
+            .map_err(|e| self.invalid(table, format!("JID {text:?}: {e}")))
+    }
+
+    fn key_id(&self, table: &'static str, bytes: Vec<u8>) -> Result<KeyId, StoreError> {
+        KeyId::from_bytes(bytes).map_err(|e| self.invalid(table, e.to_string()))
+    }
+
+    fn time(&self, table: &'static str, text: &str) -> Result<DateTime<Utc>, StoreError> {
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| self.invalid(table, format!("time {text:?}: {e}")))
+    }
+
+    fn kind(&self, table: &'static str, text: &str) -> Result<DecisionKind, StoreError> {
+        match text {
+            "trust" => Ok(DecisionKind::Trust),
+            "distrust" => Ok(DecisionKind::Distrust),
+            other => Err(self.invalid(table, format!("decision kind {other:?}"))),
+        }
+    }
+
+    fn load_keys(&mut self) -> Result<(), StoreError> {
+        let rows: Vec<(String, Vec<u8>, String, Option<String>)> = {
+            let mut statement = self
+                .database
+                .connection
+                .prepare("SELECT owner, key, level, time FROM trust_key WHERE scope = ?1")
+                .map_err(|e| self.database.error(e))?;
+            let rows = statement
+                .query_map(params![self.scope], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
+                .map_err(|e| self.database.error(e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.database.error(e))?;
+            rows
+        };
+        for (owner, key, level, time) in rows {
+            let owner = self.jid("trust_key", &owner)?;
+            let key = self.key_id("trust_key", key)?;
+            let level: TrustLevel = level
+                .parse()
+                .map_err(|e: atm_engine::UnknownLevel| self.invalid("trust_key", e.to_string()))?;
+            let time = time.map(|t| self.time("trust_key", &t)).transpose()?;
+            self.keys
+                .entry(owner)
+                .or_default()
+                .insert(key, KeyRecord { level, time });
+        }
+        Ok(())
+    }
+
+    fn decision_rows(
+        &self,
+        sql: &str,
+        table: &'static str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<(Option<KeyRef>, Decision)>, StoreError> {
+        type Row = (
+            Option<String>,
+            Option<Vec<u8>>,
+            String,
+            Vec<u8>,
+            String,
+            String,
+        );
+        let rows: Vec<Row> = self
+            .database
+            .connection
+            .prepare_cached(sql)
+            .and_then(|mut statement| {
+                statement
+                    .query_map(args, |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.database.error(e))?;
+        rows.into_iter()
+            .map(|(sender_owner, sender_key, owner, key, kind, time)| {
+                let sender = match (sender_owner, sender_key) {
+                    (Some(o), Some(k)) => {
+                        Some(KeyRef::new(self.jid(table, &o)?, self.key_id(table, k)?))
+                    }
+                    _ => None,
+                };
+                let decision = Decision {
+                    target: KeyRef::new(self.jid(table, &owner)?, self.key_id(table, key)?),
+                    kind: self.kind(table, &kind)?,
+                    time: self.time(table, &time)?,
+                };
+                Ok((sender, decision))
+            })
+            .collect()
+    }
+
+    fn write(&self, changes: &Changeset) -> rusqlite::Result<()> {
+        let connection = &self.database.connection;
+        let scope = self.scope;
+        {
+            let mut upsert = connection.prepare_cached(
+                "INSERT INTO trust_key (scope, owner, key, level, time) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (scope, owner, key) DO UPDATE SET level = excluded.level, time = excluded.time",
+            )?;
+            for (key, record) in &changes.keys {
+                upsert.execute(params![
+                    scope,
+                    key.owner.as_str(),
+                    key.key.as_bytes(),
+                    record.level.as_str(),
+                    record.time.map(time_text)
+                ])?;
+            }
+        }
+        for sender in &changes.release {
+            connection
+                .prepare_cached(
+                    "DELETE FROM trust_postponed WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3",
+                )?
+                .execute(params![scope, sender.owner.as_str(), sender.key.as_bytes()])?;
+        }
+        for p in &changes.postpone {
+            connection
+                .prepare_cached(
+                    "INSERT INTO trust_postponed (scope, sender_owner, sender_key, owner, key, kind, time) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                     ON CONFLICT (scope, sender_owner, sender_key, owner, key) \
+                     DO UPDATE SET kind = excluded.kind, time = excluded.time",
+                )?
+                .execute(params![
+                    scope,
+                    p.sender.owner.as_str(),
+                    p.sender.key.as_bytes(),
+                    p.decision.target.owner.as_str(),
+                    p.decision.target.key.as_bytes(),
+                    kind_text(p.decision.kind),
+                    time_text(p.decision.time)
+                ])?;
+        }
+        for target in &changes.unpend {
+            connection
+                .prepare_cached(
+                    "DELETE FROM trust_pending WHERE scope = ?1 AND owner = ?2 AND key = ?3",
+                )?
+                .execute(params![scope, target.owner.as_str(), target.key.as_bytes()])?;
+        }
+        for p in &changes.pending {
+            connection
+                .prepare_cached(
+                    "INSERT INTO trust_pending (scope, owner, key, sender_owner, sender_key, kind, time) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                     ON CONFLICT (scope, owner, key) DO UPDATE SET sender_owner = excluded.sender_owner, \
+                     sender_key = excluded.sender_key, kind = excluded.kind, time = excluded.time",
+                )?
+                .execute(params![
+                    scope,
+                    p.decision.target.owner.as_str(),
+                    p.decision.target.key.as_bytes(),
+                    p.sender.as_ref().map(|s| s.owner.as_str().to_owned()),
+                    p.sender.as_ref().map(|s| s.key.as_bytes().to_vec()),
+                    kind_text(p.decision.kind),
+                    time_text(p.decision.time)
+                ])?;
+        }
+        for target in &changes.unconfirm {
+            connection
+                .prepare_cached(
+                    "DELETE FROM trust_confirmation WHERE scope = ?1 AND owner = ?2 AND key = ?3",
+                )?
+                .execute(params![scope, target.owner.as_str(), target.key.as_bytes()])?;
+        }
+        for c in &changes.confirm {
+            connection
+                .prepare_cached(
+                    "INSERT INTO trust_confirmation (scope, owner, key, sender_owner, sender_key, kind, time) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                     ON CONFLICT (scope, owner, key) DO UPDATE SET sender_owner = excluded.sender_owner, \
+                     sender_key = excluded.sender_key, kind = excluded.kind, time = excluded.time",
+                )?
+                .execute(params![
+                    scope,
+                    c.decision.target.owner.as_str(),
+                    c.decision.target.key.as_bytes(),
+                    c.sender.owner.as_str(),
+                    c.sender.key.as_bytes(),
+                    kind_text(c.decision.kind),
+                    time_text(c.decision.time)
+                ])?;
+        }
+        if let Some(policy) = changes.policy {
+            connection
+                .prepare_cached("UPDATE trust_scope SET policy = ?2 WHERE id = ?1")?
+                .execute(params![scope, policy.as_str()])?;
+        }
+        Ok(())
+    }
+}
+
+impl TrustStore for SqliteTrustStore {
+    type Error = StoreError;
+
+    fn key(&mut self, key: &KeyRef) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self
+            .keys
+            .get(&key.owner)
+            .and_then(|keys| keys.get(&key.key))
+            .copied())
+    }
+
+    fn keys_of(&mut self, owner: &BareJid) -> Result<Vec<(KeyId, KeyRecord)>, StoreError> {
+        Ok(self
+            .keys
+            .get(owner)
+            .map(|keys| keys.iter().map(|(k, r)| (k.clone(), *r)).collect())
+            .unwrap_or_default())
+    }
+
+    fn keys_at(&mut self, levels: &[TrustLevel]) -> Result<Vec<(KeyRef, KeyRecord)>, StoreError> {
+        let mut out: Vec<(KeyRef, KeyRecord)> = self
+            .keys
+            .iter()
+            .flat_map(|(owner, keys)| {
+                keys.iter()
+                    .filter(|(_, r)| levels.contains(&r.level))
+                    .map(move |(k, r)| (KeyRef::new(owner.clone(), k.clone()), *r))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    fn postponed_from(&mut self, sender: &KeyRef) -> Result<Vec<Postponed>, StoreError> {
+        let rows = self.decision_rows(
+            "SELECT sender_owner, sender_key, owner, key, kind, time FROM trust_postponed \
+             WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3 ORDER BY owner, key",
+            "trust_postponed",
+            &[&self.scope, &sender.owner.as_str(), &sender.key.as_bytes()],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(_, decision)| Postponed {
+                sender: sender.clone(),
+                decision,
+            })
+            .collect())
+    }
+
+    fn pending_for(&mut self, target: &KeyRef) -> Result<Option<Pending>, StoreError> {
+        let rows = self.decision_rows(
+            "SELECT sender_owner, sender_key, owner, key, kind, time FROM trust_pending \
+             WHERE scope = ?1 AND owner = ?2 AND key = ?3",
+            "trust_pending",
+            &[&self.scope, &target.owner.as_str(), &target.key.as_bytes()],
+        )?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|(sender, decision)| Pending { sender, decision }))
+    }
+
+    fn confirmation_for(&mut self, target: &KeyRef) -> Result<Option<Confirmation>, StoreError> {
+        Ok(self
+            .confirmations()?
+            .into_iter()
+            .find(|c| c.decision.target == *target))
+    }
+
+    fn confirmations(&mut self) -> Result<Vec<Confirmation>, StoreError> {
+        let rows = self.decision_rows(
+            "SELECT sender_owner, sender_key, owner, key, kind, time FROM trust_confirmation \
+             WHERE scope = ?1 ORDER BY owner, key",
+            "trust_confirmation",
+            &[&self.scope],
+        )?;
+        rows.into_iter()
+            .map(|(sender, decision)| {
+                let sender = sender.ok_or_else(|| {
+                    self.invalid("trust_confirmation", "confirmation without sender".into())
+                })?;
+                Ok(Confirmation { sender, decision })
+            })
+            .collect()
+    }
+
+    fn stored_decision_count(&mut self) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .database
+            .connection
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM trust_postponed WHERE scope = ?1) \
+                      + (SELECT count(*) FROM trust_pending WHERE scope = ?1)",
+            )
+            .and_then(|mut s| s.query_row(params![self.scope], |row| row.get(0)))
+            .map_err(|e| self.database.error(e))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn policy(&mut self) -> Result<Option<Policy>, StoreError> {
+        let text: Option<String> = self
+            .database
+            .connection
+            .prepare_cached("SELECT policy FROM trust_scope WHERE id = ?1")
+            .and_then(|mut s| s.query_row(params![self.scope], |row| row.get(0)))
+            .optional()
+            .map_err(|e| self.database.error(e))?
+            .flatten();
+        text.map(|t| {
+            t.parse::<Policy>()
+                .map_err(|e| self.invalid("trust_scope", e))
+        })
+        .transpose()
+    }
+
+    fn commit(&mut self, changes: &Changeset) -> Result<(), StoreError> {
+        // One transaction; the in-memory rows change only once it committed.
+        let connection = &self.database.connection;
+        connection
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.database.error(e))?;
+        match self.write(changes) {
+            Ok(()) => {
+                if let Err(error) = connection.execute_batch("COMMIT") {
+                    let _ = connection.execute_batch("ROLLBACK");
+                    return Err(self.database.error(error));
+                }
+            }
+            Err(error) => {
+                let _ = connection.execute_batch("ROLLBACK");
+                return Err(self.database.error(error));
+            }
+        }
+        for (key, record) in &changes.keys {
+            self.keys
+                .entry(key.owner.clone())
+                .or_default()
+                .insert(key.key.clone(), *record);
+        }
+        Ok(())
+    }
+}

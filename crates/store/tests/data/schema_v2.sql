@@ -1,0 +1,76 @@
+-- index trust_key_by_level
+CREATE INDEX trust_key_by_level ON trust_key (scope, level);
+-- table omemo_account
+CREATE TABLE omemo_account (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    state BLOB NOT NULL
+) STRICT;
+-- table omemo_pending_message
+CREATE TABLE omemo_pending_message (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    jid TEXT NOT NULL,
+    device_id INTEGER NOT NULL CHECK (device_id BETWEEN 0 AND 4294967295),
+    sender_identity BLOB NOT NULL CHECK (length(sender_identity) = 32),
+    data BLOB NOT NULL
+) STRICT;
+-- table omemo_session
+CREATE TABLE omemo_session (
+    jid TEXT NOT NULL,
+    device_id INTEGER NOT NULL CHECK (device_id BETWEEN 0 AND 4294967295),
+    state BLOB NOT NULL,
+    PRIMARY KEY (jid, device_id)
+) STRICT, WITHOUT ROWID;
+-- table sqlite_sequence
+CREATE TABLE sqlite_sequence(name,seq);
+-- table trust_confirmation
+CREATE TABLE trust_confirmation (
+    scope INTEGER NOT NULL REFERENCES trust_scope (id),
+    owner TEXT NOT NULL,
+    key BLOB NOT NULL,
+    sender_owner TEXT NOT NULL,
+    sender_key BLOB NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('trust', 'distrust')),
+    time TEXT NOT NULL,
+    PRIMARY KEY (scope, owner, key)
+) STRICT, WITHOUT ROWID;
+-- table trust_key
+CREATE TABLE trust_key (
+    scope INTEGER NOT NULL REFERENCES trust_scope (id),
+    owner TEXT NOT NULL,
+    key BLOB NOT NULL CHECK (length(key) > 0),
+    level TEXT NOT NULL CHECK (level IN ('undecided', 'automatically_trusted',
+        'manually_trusted', 'authenticated', 'automatically_distrusted',
+        'manually_distrusted')),
+    time TEXT,
+    PRIMARY KEY (scope, owner, key)
+) STRICT, WITHOUT ROWID;
+-- table trust_pending
+CREATE TABLE trust_pending (
+    scope INTEGER NOT NULL REFERENCES trust_scope (id),
+    owner TEXT NOT NULL,
+    key BLOB NOT NULL,
+    sender_owner TEXT,
+    sender_key BLOB,
+    kind TEXT NOT NULL CHECK (kind IN ('trust', 'distrust')),
+    time TEXT NOT NULL,
+    PRIMARY KEY (scope, owner, key)
+) STRICT, WITHOUT ROWID;
+-- table trust_postponed
+CREATE TABLE trust_postponed (
+    scope INTEGER NOT NULL REFERENCES trust_scope (id),
+    sender_owner TEXT NOT NULL,
+    sender_key BLOB NOT NULL,
+    owner TEXT NOT NULL,
+    key BLOB NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('trust', 'distrust')),
+    time TEXT NOT NULL,
+    PRIMARY KEY (scope, sender_owner, sender_key, owner, key)
+) STRICT, WITHOUT ROWID;
+-- table trust_scope
+CREATE TABLE trust_scope (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    encryption TEXT NOT NULL,
+    policy TEXT CHECK (policy IN ('toakafa', 'manual')),
+    UNIQUE (account, encryption)
+) STRICT;
