@@ -189,3 +189,45 @@ fn the_demo_counts_8_manual_12_automatic_and_what_xep_leaves_undone() {
         "20 arrows and 2 legend lines"
     );
 }
+
+#[test]
+fn simulate_reproduces_the_seed_numbers_and_draws_its_picture() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("sim.svg");
+    let out = atm()
+        .args([
+            "simulate",
+            "--accounts",
+            "2",
+            "--devices",
+            "3,2",
+            "--runs",
+            "20",
+            "--offline",
+            "0.2",
+            "--json",
+            "--svg",
+        ])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let configurations = json["configurations"].as_array().unwrap();
+    assert_eq!(configurations.len(), 2, "--svg runs both rule sets");
+    let complete = &configurations[0];
+    assert_eq!(complete["propagation"], "complete");
+    assert_eq!(complete["manual_authentications"], 8.0);
+    assert_eq!(complete["automatic_authentications"], 12.0);
+    assert_eq!(complete["converged_runs"], 20);
+    assert!(std::fs::read_to_string(svg).unwrap().contains("</svg>"));
+    let bad = atm()
+        .args(["simulate", "--accounts", "3", "--devices", "3,2"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}

@@ -21,8 +21,6 @@ CREATE TABLE trust_key (
     PRIMARY KEY (scope, owner, key)
 ) STRICT, WITHOUT ROWID;
 
-CREATE INDEX trust_key_by_level ON trust_key (scope, level);
-
 -- Decisions waiting for their sender's key to be authenticated.
 CREATE TABLE trust_postponed (
     scope INTEGER NOT NULL REFERENCES trust_scope (id),

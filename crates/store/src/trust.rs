@@ -11,7 +11,7 @@
 //! query: applying a trust message of 3,000 keys is one transaction of 3,000
 //! upserts. A store assumes it is the only writer of its scope.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use atm_engine::{
@@ -30,6 +30,9 @@ pub struct SqliteTrustStore {
     database: Database,
     scope: i64,
     keys: HashMap<BareJid, BTreeMap<KeyId, KeyRecord>>,
+    /// Senders with postponed decisions: most keys have none, and asking is
+    /// then free.
+    postponed_senders: HashSet<KeyRef>,
 }
 
 fn kind_text(kind: DecisionKind) -> &'static str {
@@ -109,8 +112,10 @@ impl SqliteTrustStore {
             database,
             scope,
             keys: HashMap::new(),
+            postponed_senders: HashSet::new(),
         };
         store.load_keys()?;
+        store.load_postponed_senders()?;
         Ok(store)
     }
 
@@ -182,6 +187,29 @@ impl SqliteTrustStore {
         Ok(())
     }
 
+    fn load_postponed_senders(&mut self) -> Result<(), StoreError> {
+        let rows: Vec<(String, Vec<u8>)> = self
+            .database
+            .connection
+            .prepare(
+                "SELECT DISTINCT sender_owner, sender_key FROM trust_postponed WHERE scope = ?1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params![self.scope], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.database.error(e))?;
+        for (owner, key) in rows {
+            let sender = KeyRef::new(
+                self.jid("trust_postponed", &owner)?,
+                self.key_id("trust_postponed", key)?,
+            );
+            self.postponed_senders.insert(sender);
+        }
+        Ok(())
+    }
+
     fn decision_rows(
         &self,
         sql: &str,
@@ -236,19 +264,35 @@ impl SqliteTrustStore {
     fn write(&self, changes: &Changeset) -> rusqlite::Result<()> {
         let connection = &self.database.connection;
         let scope = self.scope;
-        {
-            let mut upsert = connection.prepare_cached(
-                "INSERT INTO trust_key (scope, owner, key, level, time) VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (scope, owner, key) DO UPDATE SET level = excluded.level, time = excluded.time",
-            )?;
-            for (key, record) in &changes.keys {
-                upsert.execute(params![
-                    scope,
-                    key.owner.as_str(),
-                    key.key.as_bytes(),
-                    record.level.as_str(),
-                    record.time.map(time_text)
-                ])?;
+        // Key rows in batches: one statement per 64 rows.
+        const BATCH: usize = 64;
+        let upsert_sql = |rows: usize| {
+            let values = vec!["(?, ?, ?, ?, ?)"; rows].join(", ");
+            format!(
+                "INSERT INTO trust_key (scope, owner, key, level, time) VALUES {values} \
+                 ON CONFLICT (scope, owner, key) DO UPDATE SET level = excluded.level, time = excluded.time"
+            )
+        };
+        for chunk in changes.keys.chunks(BATCH) {
+            use rusqlite::types::Value;
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+            for (key, record) in chunk {
+                values.push(Value::Integer(scope));
+                values.push(Value::Text(key.owner.as_str().to_owned()));
+                values.push(Value::Blob(key.key.as_bytes().to_vec()));
+                values.push(Value::Text(record.level.as_str().to_owned()));
+                values.push(
+                    record
+                        .time
+                        .map_or(Value::Null, |t| Value::Text(time_text(t))),
+                );
+            }
+            let sql = upsert_sql(chunk.len());
+            let params = rusqlite::params_from_iter(values);
+            if chunk.len() == BATCH {
+                connection.prepare_cached(&sql)?.execute(params)?;
+            } else {
+                connection.prepare(&sql)?.execute(params)?;
             }
         }
         for sender in &changes.release {
@@ -369,6 +413,9 @@ impl TrustStore for SqliteTrustStore {
     }
 
     fn postponed_from(&mut self, sender: &KeyRef) -> Result<Vec<Postponed>, StoreError> {
+        if !self.postponed_senders.contains(sender) {
+            return Ok(Vec::new());
+        }
         let rows = self.decision_rows(
             "SELECT sender_owner, sender_key, owner, key, kind, time FROM trust_postponed \
              WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3 ORDER BY owner, key",
@@ -473,6 +520,12 @@ impl TrustStore for SqliteTrustStore {
                 .entry(key.owner.clone())
                 .or_default()
                 .insert(key.key.clone(), *record);
+        }
+        for sender in &changes.release {
+            self.postponed_senders.remove(sender);
+        }
+        for p in &changes.postpone {
+            self.postponed_senders.insert(p.sender.clone());
         }
         Ok(())
     }

@@ -1,5 +1,3 @@
--- index trust_key_by_level
-CREATE INDEX trust_key_by_level ON trust_key (scope, level);
 -- table omemo_account
 CREATE TABLE omemo_account (
     id INTEGER PRIMARY KEY CHECK (id = 1),
