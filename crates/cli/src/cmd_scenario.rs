@@ -22,13 +22,28 @@ pub enum ScenarioCommand {
         /// temporary folder, removed afterwards).
         #[arg(long)]
         store: Option<PathBuf>,
+        /// Encrypt every trust message: `omemo` (OMEMO 2 + SCE, pure Rust).
+        #[arg(long, value_enum)]
+        crypto: Option<CryptoArg>,
     },
+}
+
+/// The encryption of trust messages in a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CryptoArg {
+    /// OMEMO 2 (XEP-0384) with SCE envelopes (XEP-0420).
+    Omemo,
 }
 
 /// Runs a scenario command; exits with the format's status.
 pub fn run(cmd: ScenarioCommand) -> Result<()> {
-    let ScenarioCommand::Run { file, json, store } = cmd;
-    let code = match execute(&file, json, store.as_deref()) {
+    let ScenarioCommand::Run {
+        file,
+        json,
+        store,
+        crypto,
+    } = cmd;
+    let code = match execute(&file, json, store.as_deref(), crypto.is_some()) {
         Ok(true) => 0,
         Ok(false) => 1,
         Err(Invalid(message)) => {
@@ -42,7 +57,7 @@ pub fn run(cmd: ScenarioCommand) -> Result<()> {
 /// The file could not be used: nothing was run.
 struct Invalid(String);
 
-fn execute(file: &Path, json: bool, store: Option<&Path>) -> Result<bool, Invalid> {
+fn execute(file: &Path, json: bool, store: Option<&Path>, omemo: bool) -> Result<bool, Invalid> {
     let text = std::fs::read_to_string(file).map_err(|e| Invalid(format!("cannot read: {e}")))?;
     let default_name = file
         .file_stem()
@@ -55,7 +70,7 @@ fn execute(file: &Path, json: bool, store: Option<&Path>) -> Result<bool, Invali
         &scenario.endpoints,
     )
     .map_err(Invalid)?;
-    let mut outcome = atm_sim::run(scenario, stores).map_err(Invalid)?;
+    let mut outcome = atm_sim::run_with(scenario, stores, omemo).map_err(Invalid)?;
     if json {
         let value = atm_sim::runner::to_json(&mut outcome).map_err(Invalid)?;
         let text = serde_json::to_string_pretty(&value).map_err(|e| Invalid(e.to_string()))?;

@@ -231,3 +231,61 @@ fn simulate_reproduces_the_seed_numbers_and_draws_its_picture() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+fn levels(json: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+    json["endpoints"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, e)| {
+            let mut levels: Vec<String> = e["trust"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            levels.sort();
+            (name.clone(), levels)
+        })
+        .collect()
+}
+
+#[test]
+fn every_example_gives_the_same_result_with_omemo_encryption() {
+    for file in examples() {
+        let (plain_code, plain) = run_json(&file);
+        let out = atm()
+            .args(["scenario", "run", "--json", "--crypto", "omemo"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let encrypted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(plain_code), "{}", file.display());
+        assert_eq!(encrypted["ok"], true, "{}: {encrypted:#}", file.display());
+        assert_eq!(levels(&encrypted), levels(&plain), "{}", file.display());
+        assert_eq!(
+            encrypted["counts"]["trust_messages_sent"],
+            plain["counts"]["trust_messages_sent"]
+        );
+        // Keys are the devices' 32-byte identity keys.
+        for e in encrypted["endpoints"].as_object().unwrap().values() {
+            assert_eq!(e["key"].as_str().unwrap().len(), 44);
+        }
+    }
+}
+
+#[test]
+fn with_omemo_a_replay_meets_the_ratchets_refusal() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/scenarios/replay-after-distrust.json");
+    let out = atm()
+        .args(["scenario", "run", "--crypto", "omemo"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let replay = text.split("is replayed to A2").nth(1).unwrap();
+    let replay_step = replay.split("\n[").next().unwrap();
+    assert!(replay_step.contains("refused"), "{replay_step}");
+}

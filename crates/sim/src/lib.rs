@@ -9,6 +9,7 @@
 //! * [`simulate`]: many accounts and devices, random minimal initial
 //!   authentications, for `atm simulate`; [`plot`] draws its picture.
 
+pub mod crypto;
 pub mod demo;
 pub mod keys;
 pub mod network;
@@ -18,5 +19,5 @@ pub mod scenario;
 pub mod simulate;
 
 pub use network::{Counts, Event, MemoryStores, Network, SentMessage, StoreFactory};
-pub use runner::{run, Failure, Outcome};
+pub use runner::{run, run_with, Failure, Outcome};
 pub use scenario::{Scenario, ScenarioError, Step};

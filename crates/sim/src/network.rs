@@ -11,6 +11,7 @@ use atm_tm::TrustUri;
 use chrono::{DateTime, Duration, Utc};
 use minidom::Element;
 
+use crate::crypto::{self, Crypto, SimDevice};
 use crate::keys;
 use crate::scenario::{EndpointSpec, Scenario};
 
@@ -95,6 +96,17 @@ pub struct SentMessage {
     pub xml: String,
     /// The decision-times element as sent, if any decision's time differs from `time`.
     pub times_xml: Option<String>,
+    /// With `--crypto omemo`: the `<encrypted>` element that carried it.
+    pub encrypted: Option<atm_omemo::elements::Encrypted>,
+}
+
+/// Who a crafted (injected) trust message claims to come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    /// An endpoint of the scenario.
+    Endpoint(usize),
+    /// An outside sender: its account and the name of its key.
+    Outside(atm_tm::BareJid, String),
 }
 
 /// Something that happened, for timelines and the demo.
@@ -178,6 +190,8 @@ pub struct Network<F: StoreFactory> {
     counts: Counts,
     /// What happened, in order.
     pub events: Vec<Event>,
+    /// With `--crypto omemo`: the devices of the endpoints (same indexes).
+    omemo: Option<(Crypto, Vec<Option<SimDevice>>)>,
 }
 
 /// The start of the network clock: 2020-01-01T00:00:00Z.
@@ -189,12 +203,36 @@ impl<F: StoreFactory> Network<F> {
     /// Builds the network: every endpoint that exists at the start knows the
     /// keys of every other.
     pub fn new(scenario: Scenario, factory: F) -> Result<Self, String> {
+        Self::with_crypto(scenario, factory, false)
+    }
+
+    /// Builds the network; with `omemo`, every trust message is SCE-wrapped
+    /// and OMEMO 2 encrypted, and keys are the devices' identity keys.
+    pub fn with_crypto(scenario: Scenario, factory: F, omemo: bool) -> Result<Self, String> {
         let mut nodes = Vec::new();
         let mut names = HashMap::new();
-        for spec in &scenario.endpoints {
-            let key = match scenario.keys {
-                KeyMode::PerEndpoint => keys::endpoint_key(&spec.name),
-                KeyMode::PerAccount => keys::account_key(spec.jid.as_str()),
+        let mut devices = Vec::new();
+        for (index, spec) in scenario.endpoints.iter().enumerate() {
+            let key = if omemo {
+                let device_id = u32::try_from(index + 1).map_err(|e| e.to_string())?;
+                // One key per account (OOK): the account's devices share one
+                // identity, each with its own device id and sessions.
+                let device = match scenario.keys {
+                    KeyMode::PerEndpoint => {
+                        SimDevice::new("endpoint", &spec.name, spec.jid.clone(), device_id)?
+                    }
+                    KeyMode::PerAccount => {
+                        SimDevice::new("account", spec.jid.as_str(), spec.jid.clone(), device_id)?
+                    }
+                };
+                let key = device.key.clone();
+                devices.push(Some(device));
+                key
+            } else {
+                match scenario.keys {
+                    KeyMode::PerEndpoint => keys::endpoint_key(&spec.name),
+                    KeyMode::PerAccount => keys::account_key(spec.jid.as_str()),
+                }
             };
             let key = KeyRef::new(spec.jid.clone(), key);
             names.entry(key.clone()).or_insert(nodes.len());
@@ -216,6 +254,7 @@ impl<F: StoreFactory> Network<F> {
             queue: VecDeque::new(),
             counts: Counts::default(),
             events: Vec::new(),
+            omemo: omemo.then(|| (Crypto::default(), devices)),
         };
         let starting: Vec<usize> = (0..net.nodes.len())
             .filter(|&i| !net.nodes[i].spec.joins_later)
@@ -279,6 +318,34 @@ impl<F: StoreFactory> Network<F> {
             Some(&i) => self.nodes[i].spec.name.clone(),
             None => key.key.to_base64(),
         }
+    }
+
+    /// The key of a fresh name (one that is no endpoint's): a deterministic
+    /// identifier, or with `--crypto omemo` the identity key of an outside device.
+    pub fn fresh_key(
+        &mut self,
+        name: &str,
+        jid: &atm_tm::BareJid,
+    ) -> Result<atm_tm::KeyId, String> {
+        match &mut self.omemo {
+            None => Ok(keys::fresh_key(name)),
+            Some((crypto, _)) => {
+                if !crypto.outsiders.contains_key(name) {
+                    let id = 100_000
+                        + u32::try_from(crypto.outsiders.len()).map_err(|e| e.to_string())?;
+                    crypto.outsiders.insert(
+                        name.to_owned(),
+                        SimDevice::new("fresh", name, jid.clone(), id)?,
+                    );
+                }
+                Ok(crypto.outsiders[name].key.clone())
+            }
+        }
+    }
+
+    /// `true` with `--crypto omemo`.
+    pub fn encrypted(&self) -> bool {
+        self.omemo.is_some()
     }
 
     /// The current network time.
@@ -404,6 +471,16 @@ impl<F: StoreFactory> Network<F> {
             .decision_times
             .to_element(time)
             .map(|e| String::from(&e));
+        let encrypted = match self.encrypt_for(from, &to, &out, time) {
+            Ok(e) => e,
+            Err(reason) => {
+                self.events.push(Event::Refused {
+                    at: from,
+                    reason: format!("cannot encrypt: {reason}"),
+                });
+                None
+            }
+        };
         let index = self.messages.len();
         for &j in &to {
             self.queue.push_back((index, j));
@@ -416,13 +493,114 @@ impl<F: StoreFactory> Network<F> {
             out,
             xml,
             times_xml,
+            encrypted,
         });
         self.counts.trust_messages_sent += 1;
         self.events.push(Event::Sent(index));
     }
 
+    /// With `--crypto omemo`: encrypts a message for the devices of `to`.
+    fn encrypt_for(
+        &mut self,
+        from: usize,
+        to: &[usize],
+        out: &Outgoing,
+        time: DateTime<Utc>,
+    ) -> Result<Option<atm_omemo::elements::Encrypted>, String> {
+        let Some((crypto, devices)) = &mut self.omemo else {
+            return Ok(None);
+        };
+        let mut sender = devices[from].take().ok_or("sender device missing")?;
+        let recipients: Vec<&SimDevice> = to.iter().filter_map(|&j| devices[j].as_ref()).collect();
+        let result = crypto.encrypt(
+            &mut sender,
+            crypto::content(&out.message, &out.decision_times, time),
+            time,
+            &out.to,
+            &recipients,
+        );
+        devices[from] = Some(sender);
+        result.map(Some)
+    }
+
+    /// With `--crypto omemo`: decrypts at `to`, returning the `Received` for
+    /// the engine and the pending id, or why it was refused.
+    fn decrypt_at(
+        &mut self,
+        to: usize,
+        encrypted: &atm_omemo::elements::Encrypted,
+        sender_jid: &atm_tm::BareJid,
+        stanza_to: &atm_tm::BareJid,
+    ) -> Result<(Received, u64), String> {
+        let Some((crypto, devices)) = &mut self.omemo else {
+            return Err("not encrypted".into());
+        };
+        let mut device = devices[to].take().ok_or("receiver device missing")?;
+        let result = crypto.decrypt(&mut device, encrypted, sender_jid, stanza_to);
+        let own_address = device.address();
+        devices[to] = Some(device);
+        let (sender_key, time, content, pending) = result?;
+        let (message, decision_times) = crypto::read_content(&content)?;
+        let co_recipients = Crypto::header_recipients(encrypted, &own_address)
+            .iter()
+            .filter_map(|a| {
+                devices
+                    .iter()
+                    .flatten()
+                    .find(|d| d.address() == *a)
+                    .map(|d| KeyRef::new(d.jid.clone(), d.key.clone()))
+            })
+            .collect();
+        Ok((
+            Received {
+                sender: sender_jid.clone(),
+                sender_key: Some(sender_key),
+                time,
+                message,
+                decision_times,
+                co_recipients,
+            },
+            pending,
+        ))
+    }
+
+    fn acknowledge(&mut self, at: usize, pending: u64) -> Result<(), String> {
+        if let Some((_, devices)) = &mut self.omemo {
+            if let Some(device) = devices[at].as_mut() {
+                device
+                    .device
+                    .acknowledge(pending)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Delivers message `index` to endpoint `to` (it must be online).
     fn deliver(&mut self, index: usize, to: usize, replay: bool) -> Result<(), String> {
+        if let Some(encrypted) = self.messages[index].encrypted.clone() {
+            let sender_jid = self.nodes[self.messages[index].from].key.owner.clone();
+            let stanza_to = self.messages[index].out.to.clone();
+            return match self.decrypt_at(to, &encrypted, &sender_jid, &stanza_to) {
+                Err(reason) => {
+                    self.events.push(Event::Refused {
+                        at: to,
+                        reason: format!("message {}: {reason}", self.messages[index].seq),
+                    });
+                    Ok(())
+                }
+                Ok((received, pending)) => {
+                    self.counts.deliveries += 1;
+                    self.events.push(Event::Delivered {
+                        message: Some(index),
+                        to,
+                        replay,
+                    });
+                    self.input(to, Input::Received(received))?;
+                    self.acknowledge(to, pending)
+                }
+            };
+        }
         let message = &self.messages[index];
         let sender = self.nodes[message.from].key.clone();
         // As on the wire: the receiver reads the XML that was sent.
@@ -627,8 +805,113 @@ impl<F: StoreFactory> Network<F> {
         }
     }
 
+    /// A crafted trust message `xml` from `sender` reaches each of `to`, with
+    /// SCE time `time`; `encrypted: false` makes it arrive in plaintext.
+    pub fn inject_crafted(
+        &mut self,
+        to: &[usize],
+        sender: &Sender,
+        time: DateTime<Utc>,
+        encrypted: bool,
+        xml: &str,
+    ) -> Result<(), String> {
+        let sender_key = match sender {
+            Sender::Endpoint(i) => self.nodes[*i].key.clone(),
+            Sender::Outside(jid, name) => KeyRef::new(jid.clone(), self.fresh_key(name, jid)?),
+        };
+        for &r in to {
+            let co: Vec<KeyRef> = to
+                .iter()
+                .filter(|&&o| o != r)
+                .map(|&o| self.nodes[o].key.clone())
+                .collect();
+            // A message of this very endpoint, reflected back to it (a
+            // carbon of its own message): recognised by its device id, never
+            // decrypted.
+            let reflected = *sender == Sender::Endpoint(r);
+            if self.omemo.is_none() || !encrypted || reflected {
+                let received = TrustMessage::parse(xml)
+                    .map_err(|e| format!("the injected trust message is invalid: {e}"))
+                    .map(|message| Received {
+                        sender: sender_key.owner.clone(),
+                        sender_key: encrypted.then(|| sender_key.key.clone()),
+                        time,
+                        message,
+                        decision_times: DecisionTimes::default(),
+                        co_recipients: co,
+                    });
+                self.inject(r, received)?;
+                continue;
+            }
+            // Encrypted by the sender's device for this recipient.
+            let element = match atm_omemo::xml::parse_bounded(xml, 16 * 1024 * 1024) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.events.push(Event::Refused {
+                        at: r,
+                        reason: format!("the injected trust message is invalid: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let stanza_to = self.nodes[r].key.owner.clone();
+            let encrypted_message = {
+                let Some((crypto, devices)) = &mut self.omemo else {
+                    unreachable!("checked above")
+                };
+                let recipient = devices[r].take().ok_or("receiver device missing")?;
+                let result = match sender {
+                    Sender::Endpoint(i) => {
+                        let mut from = devices[*i].take().ok_or("sender device missing")?;
+                        let result = crypto.encrypt(
+                            &mut from,
+                            vec![element],
+                            time,
+                            &stanza_to,
+                            &[&recipient],
+                        );
+                        devices[*i] = Some(from);
+                        result
+                    }
+                    Sender::Outside(_, name) => {
+                        let mut from = crypto
+                            .outsiders
+                            .remove(name)
+                            .ok_or("outside device missing")?;
+                        let result = crypto.encrypt(
+                            &mut from,
+                            vec![element],
+                            time,
+                            &stanza_to,
+                            &[&recipient],
+                        );
+                        crypto.outsiders.insert(name.clone(), from);
+                        result
+                    }
+                };
+                devices[r] = Some(recipient);
+                result?
+            };
+            match self.decrypt_at(r, &encrypted_message, &sender_key.owner, &stanza_to) {
+                Err(reason) => self.events.push(Event::Refused { at: r, reason }),
+                Ok((mut received, pending)) => {
+                    received.co_recipients = co;
+                    self.counts.deliveries += 1;
+                    self.events.push(Event::Delivered {
+                        message: None,
+                        to: r,
+                        replay: false,
+                    });
+                    self.input(r, Input::Received(received))?;
+                    self.acknowledge(r, pending)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A crafted trust message reaches endpoint `to`.
-    pub fn inject(&mut self, to: usize, received: Result<Received, String>) -> Result<(), String> {
+    fn inject(&mut self, to: usize, received: Result<Received, String>) -> Result<(), String> {
         match received {
             Err(reason) => {
                 self.events.push(Event::Refused { at: to, reason });

@@ -3,11 +3,10 @@
 
 use std::fmt::Write as _;
 
-use atm_engine::{Cause, DecisionTimes, KeyRef, Received, TrustLevel, TrustMessage};
+use atm_engine::{Cause, DecisionTimes, KeyRef, TrustLevel};
 use serde_json::{json, Value};
 
-use crate::keys;
-use crate::network::{Counts, Event, Network, StoreFactory};
+use crate::network::{Counts, Event, Network, Sender, StoreFactory};
 use crate::scenario::{ExpectedLevel, InjectFrom, Order, Scenario, Step, COUNTERS};
 
 /// An expectation that did not hold, or a step that could not be played.
@@ -38,8 +37,17 @@ impl<F: StoreFactory> Outcome<F> {
 
 /// Plays every step (all steps run even after a failure).
 pub fn run<F: StoreFactory>(scenario: Scenario, factory: F) -> Result<Outcome<F>, String> {
+    run_with(scenario, factory, false)
+}
+
+/// Plays every step; with `omemo`, every trust message is OMEMO 2 encrypted.
+pub fn run_with<F: StoreFactory>(
+    scenario: Scenario,
+    factory: F,
+    omemo: bool,
+) -> Result<Outcome<F>, String> {
     let steps = scenario.steps.clone();
-    let mut network = Network::new(scenario, factory)?;
+    let mut network = Network::with_crypto(scenario, factory, omemo)?;
     let mut failures = Vec::new();
     let mut step_events = Vec::new();
     for (index, step) in steps.iter().enumerate() {
@@ -124,34 +132,17 @@ fn play<F: StoreFactory>(net: &mut Network<F>, step: &Step) -> Result<Vec<String
             trust_message,
         } => {
             let sender = match from {
-                InjectFrom::Endpoint(e) => net.key(net.index(e)?).clone(),
-                InjectFrom::Outside { jid, key } => KeyRef::new(jid.clone(), key_named(net, key)),
+                InjectFrom::Endpoint(e) => Sender::Endpoint(net.index(e)?),
+                InjectFrom::Outside { jid, key } => Sender::Outside(jid.clone(), key.clone()),
             };
             let time = match time {
                 Some(t) => *t,
                 None => net.next_time(),
             };
-            let xml = substitute(net, trust_message);
+            let xml = substitute(net, trust_message)?;
             let recipients: Vec<usize> =
                 to.iter().map(|n| net.index(n)).collect::<Result<_, _>>()?;
-            for &r in &recipients {
-                let co: Vec<KeyRef> = recipients
-                    .iter()
-                    .filter(|&&o| o != r)
-                    .map(|&o| net.key(o).clone())
-                    .collect();
-                let received = TrustMessage::parse(&xml)
-                    .map_err(|e| format!("the injected trust message is invalid: {e}"))
-                    .map(|message| Received {
-                        sender: sender.owner.clone(),
-                        sender_key: encrypted.then(|| sender.key.clone()),
-                        time,
-                        message,
-                        decision_times: DecisionTimes::default(),
-                        co_recipients: co,
-                    });
-                net.inject(r, received)?;
-            }
+            net.inject_crafted(&recipients, &sender, time, *encrypted, &xml)?;
         }
         Step::Expect { .. } | Step::ExpectMesh { .. } | Step::ExpectCounts(_) => {}
     }
@@ -159,15 +150,19 @@ fn play<F: StoreFactory>(net: &mut Network<F>, step: &Step) -> Result<Vec<String
 }
 
 /// The key an injection names: an endpoint's, or a fresh one.
-fn key_named<F: StoreFactory>(net: &Network<F>, name: &str) -> atm_tm::KeyId {
+fn key_named<F: StoreFactory>(net: &mut Network<F>, name: &str) -> Result<atm_tm::KeyId, String> {
     match net.index(name) {
-        Ok(i) => net.key(i).key.clone(),
-        Err(_) => keys::fresh_key(name),
+        Ok(i) => Ok(net.key(i).key.clone()),
+        Err(_) => {
+            let nobody: atm_tm::BareJid =
+                "fresh@keys.invalid".parse().map_err(|e| format!("{e}"))?;
+            net.fresh_key(name, &nobody)
+        }
     }
 }
 
 /// Replaces every `{key:NAME}` by the Base64 key identifier it names.
-pub fn substitute<F: StoreFactory>(net: &Network<F>, xml: &str) -> String {
+pub fn substitute<F: StoreFactory>(net: &mut Network<F>, xml: &str) -> Result<String, String> {
     let mut out = String::with_capacity(xml.len());
     let mut rest = xml;
     while let Some(start) = rest.find("{key:") {
@@ -175,7 +170,7 @@ pub fn substitute<F: StoreFactory>(net: &Network<F>, xml: &str) -> String {
         let after = &rest[start + 5..];
         match after.find('}') {
             Some(end) => {
-                out.push_str(&key_named(net, &after[..end]).to_base64());
+                out.push_str(&key_named(net, &after[..end])?.to_base64());
                 rest = &after[end + 1..];
             }
             None => {
@@ -185,7 +180,7 @@ pub fn substitute<F: StoreFactory>(net: &Network<F>, xml: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Ok(out)
 }
 
 fn level_failure<F: StoreFactory>(
