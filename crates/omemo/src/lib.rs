@@ -12,5 +12,7 @@
 pub mod crypto;
 pub mod device;
 pub mod elements;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod sce;
 pub mod xml;

@@ -40,3 +40,13 @@ fn receive_corpus() {
 fn state_corpus() {
     replay("state", fuzzing::state);
 }
+
+#[test]
+fn elements_corpus() {
+    replay("elements", atm_omemo::fuzzing::elements);
+}
+
+#[test]
+fn envelope_corpus() {
+    replay("envelope", atm_omemo::fuzzing::envelope);
+}
