@@ -168,12 +168,30 @@ pub enum Event {
     },
 }
 
+/// What an offline endpoint's server keeps for it.
+#[derive(Debug, Clone)]
+enum Held {
+    /// A trust message of the network (index into `messages`).
+    Message(usize),
+    /// A crafted trust message.
+    Injection(Box<Injection>),
+}
+
+#[derive(Debug, Clone)]
+struct Injection {
+    sender: Sender,
+    time: DateTime<Utc>,
+    encrypted: bool,
+    xml: String,
+    co_recipients: Vec<KeyRef>,
+}
+
 struct Node<S> {
     spec: EndpointSpec,
     key: KeyRef,
     engine: Option<Engine<S>>,
     online: bool,
-    inbox: Vec<usize>,
+    inbox: Vec<Held>,
 }
 
 /// The network of one scenario.
@@ -647,7 +665,7 @@ impl<F: StoreFactory> Network<F> {
             if self.nodes[to].online && self.nodes[to].engine.is_some() {
                 self.deliver(index, to, false)?;
             } else {
-                self.nodes[to].inbox.push(index);
+                self.nodes[to].inbox.push(Held::Message(index));
             }
         }
         Ok(())
@@ -736,8 +754,11 @@ impl<F: StoreFactory> Network<F> {
             if reverse {
                 kept.reverse();
             }
-            for index in kept {
-                self.deliver(index, i, false)?;
+            for held in kept {
+                match held {
+                    Held::Message(index) => self.deliver(index, i, false)?,
+                    Held::Injection(injection) => self.inject_one(i, *injection)?,
+                }
             }
         }
         Ok(())
@@ -800,7 +821,7 @@ impl<F: StoreFactory> Network<F> {
         if self.nodes[to].online {
             self.deliver(index, to, true)
         } else {
-            self.nodes[to].inbox.push(index);
+            self.nodes[to].inbox.push(Held::Message(index));
             Ok(())
         }
     }
@@ -815,16 +836,49 @@ impl<F: StoreFactory> Network<F> {
         encrypted: bool,
         xml: &str,
     ) -> Result<(), String> {
-        let sender_key = match sender {
-            Sender::Endpoint(i) => self.nodes[*i].key.clone(),
-            Sender::Outside(jid, name) => KeyRef::new(jid.clone(), self.fresh_key(name, jid)?),
-        };
+        if let Sender::Outside(jid, name) = sender {
+            self.fresh_key(name, jid)?; // the outside device exists from now on
+        }
         for &r in to {
-            let co: Vec<KeyRef> = to
+            let co_recipients: Vec<KeyRef> = to
                 .iter()
                 .filter(|&&o| o != r)
                 .map(|&o| self.nodes[o].key.clone())
                 .collect();
+            let injection = Injection {
+                sender: sender.clone(),
+                time,
+                encrypted,
+                xml: xml.to_owned(),
+                co_recipients,
+            };
+            if self.nodes[r].online {
+                self.inject_one(r, injection)?;
+            } else {
+                self.nodes[r]
+                    .inbox
+                    .push(Held::Injection(Box::new(injection)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers one crafted trust message to endpoint `r`.
+    fn inject_one(&mut self, r: usize, injection: Injection) -> Result<(), String> {
+        let Injection {
+            sender,
+            time,
+            encrypted,
+            xml,
+            co_recipients: co,
+        } = injection;
+        let sender = &sender;
+        let xml = xml.as_str();
+        let sender_key = match sender {
+            Sender::Endpoint(i) => self.nodes[*i].key.clone(),
+            Sender::Outside(jid, name) => KeyRef::new(jid.clone(), self.fresh_key(name, jid)?),
+        };
+        {
             // A message of this very endpoint, reflected back to it (a
             // carbon of its own message): recognised by its device id, never
             // decrypted.
@@ -840,8 +894,7 @@ impl<F: StoreFactory> Network<F> {
                         decision_times: DecisionTimes::default(),
                         co_recipients: co,
                     });
-                self.inject(r, received)?;
-                continue;
+                return self.inject(r, received);
             }
             // Encrypted by the sender's device for this recipient.
             let element = match atm_omemo::xml::parse_bounded(xml, 16 * 1024 * 1024) {
@@ -851,13 +904,13 @@ impl<F: StoreFactory> Network<F> {
                         at: r,
                         reason: format!("the injected trust message is invalid: {e}"),
                     });
-                    continue;
+                    return Ok(());
                 }
             };
             let stanza_to = self.nodes[r].key.owner.clone();
             let encrypted_message = {
                 let Some((crypto, devices)) = &mut self.omemo else {
-                    unreachable!("checked above")
+                    return Err("not encrypted".into());
                 };
                 let recipient = devices[r].take().ok_or("receiver device missing")?;
                 let result = match sender {
