@@ -1,6 +1,8 @@
 //! The engine: one [`Engine::handle`] call per input, one store commit per call.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::rc::Rc;
 
 use atm_tm::{BareJid, KeyId, Usage};
@@ -125,14 +127,14 @@ impl<S: TrustStore> Engine<S> {
 #[derive(Debug, Clone)]
 pub(crate) struct Source {
     pub sender: KeyRef,
-    pub co_recipients: Rc<HashSet<KeyRef>>,
+    pub co_recipients: HashSet<KeyRef>,
 }
 
 /// A level or time change to pass on (complete propagation).
 #[derive(Debug, Clone)]
 pub(crate) struct Change {
     pub target: KeyRef,
-    pub source: Option<Source>,
+    pub source: Option<Rc<Source>>,
 }
 
 /// The work of one input: reads through the store, writes into an overlay,
@@ -167,7 +169,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             config,
             store,
             policy,
-            overlay: HashMap::new(),
+            overlay: HashMap::default(),
             written: BTreeMap::new(),
             changes: Changeset::default(),
             effects: Vec::new(),
@@ -175,10 +177,10 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             syncs: Vec::new(),
             manual: Vec::new(),
             release_queue: VecDeque::new(),
-            released: HashSet::new(),
+            released: HashSet::default(),
             toakafa_owners: BTreeSet::new(),
-            pending_overlay: HashMap::new(),
-            confirm_overlay: HashMap::new(),
+            pending_overlay: HashMap::default(),
+            confirm_overlay: HashMap::default(),
         }
     }
 
@@ -331,10 +333,10 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         }
         let authenticated = sender_level == Some(TrustLevel::Authenticated);
         let from_own_account = received.sender == self.config.own.owner;
-        let source = Source {
+        let source = Rc::new(Source {
             sender: sender.clone(),
-            co_recipients: Rc::new(received.co_recipients.iter().cloned().collect()),
-        };
+            co_recipients: received.co_recipients.iter().cloned().collect(),
+        });
         let mut postponed: Option<HashMap<KeyRef, Postponed>> = None;
         for owner in &message.key_owners {
             if !from_own_account && owner.jid != received.sender {
@@ -410,9 +412,11 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         if let Some(pending) = self.pending(&target)? {
             self.pending_overlay.insert(target.clone(), None);
             self.changes.unpend.push(target.clone());
-            let source = pending.sender.clone().map(|sender| Source {
-                sender,
-                co_recipients: Rc::default(),
+            let source = pending.sender.clone().map(|sender| {
+                Rc::new(Source {
+                    sender,
+                    co_recipients: HashSet::default(),
+                })
             });
             self.apply(pending.decision, Cause::Pending(pending.sender), source)?;
         }
@@ -445,10 +449,10 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         self.changes.unconfirm.push(target);
         if accept {
             let sender = confirmation.sender.clone();
-            let source = Source {
+            let source = Rc::new(Source {
                 sender: sender.clone(),
-                co_recipients: Rc::default(),
-            };
+                co_recipients: HashSet::default(),
+            });
             self.apply(
                 confirmation.decision,
                 Cause::Confirmed(sender),
@@ -508,7 +512,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
     /// Applies one decision under the ordering rule: a decision applies only if
     /// it is newer than the one that set the key's level (at equal times a
     /// distrust beats a trust); a user's own decision always applies.
-    fn apply(&mut self, decision: Decision, cause: Cause, source: Option<Source>) -> Result<(), S> {
+    fn apply(
+        &mut self,
+        decision: Decision,
+        cause: Cause,
+        source: Option<Rc<Source>>,
+    ) -> Result<(), S> {
         let target = decision.target.clone();
         if self.is_own(&target) {
             return Ok(());
@@ -546,7 +555,9 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         match decision.kind {
             DecisionKind::Trust => {
                 if current.level != TrustLevel::Authenticated {
-                    self.toakafa_owners.insert(target.owner.clone());
+                    if !self.toakafa_owners.contains(&target.owner) {
+                        self.toakafa_owners.insert(target.owner.clone());
+                    }
                     self.release_queue.push_back(target.clone());
                     if matches!(cause, Cause::Postponed(_)) {
                         self.syncs.push(target.clone());
@@ -615,7 +626,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
 
     /// The stored postponed decisions of `sender`, deleted in this input.
     fn take_postponed(&mut self, sender: &KeyRef) -> Result<Vec<Postponed>, S> {
-        if !self.released.insert(sender.clone()) {
+        if self.released.contains(sender) {
             return Ok(Vec::new());
         }
         let stored = self
@@ -623,6 +634,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .postponed_from(sender)
             .map_err(EngineError::Store)?;
         if !stored.is_empty() {
+            self.released.insert(sender.clone());
             self.changes.release.push(sender.clone());
         }
         Ok(stored)
@@ -645,10 +657,10 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             );
             self.changes.postpone.retain(|p| p.sender != sender);
             decisions.sort_by_key(|p| p.decision.time);
-            let source = Source {
+            let source = Rc::new(Source {
                 sender: sender.clone(),
-                co_recipients: Rc::default(),
-            };
+                co_recipients: HashSet::default(),
+            });
             for p in decisions {
                 self.apply(
                     p.decision,

@@ -77,18 +77,20 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
     let mut needs: BTreeMap<KeyRef, BTreeSet<KeyRef>> = BTreeMap::new();
     let changed = std::mem::take(&mut txn.changed);
     for change in &changed {
-        let mut targets = recipients.own.clone();
-        if change.target.owner == own_jid {
-            targets.extend_from_slice(recipients.contacts(txn)?);
-        }
-        for recipient in targets {
+        let contacts: &[KeyRef] = if change.target.owner == own_jid {
+            recipients.contacts(txn)?;
+            recipients.contacts.as_deref().unwrap_or_default()
+        } else {
+            &[]
+        };
+        for recipient in recipients.own.iter().chain(contacts) {
             let from_there = change
                 .source
                 .as_ref()
-                .is_some_and(|s| s.sender == recipient || s.co_recipients.contains(&recipient));
-            if !from_there && recipient != change.target {
+                .is_some_and(|s| s.sender == *recipient || s.co_recipients.contains(recipient));
+            if !from_there && *recipient != change.target {
                 needs
-                    .entry(recipient)
+                    .entry(recipient.clone())
                     .or_default()
                     .insert(change.target.clone());
             }

@@ -7,7 +7,9 @@
 //! atomically (one SQLite transaction): every effect the engine reports is
 //! stored, or none is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use atm_tm::{BareJid, KeyId};
 use chrono::{DateTime, Utc};

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use atm_engine::{
-    BareJid, Changeset, Confirmation, Decision, DecisionKind, DecisionTimes, KeyId, KeyRecord,
-    KeyRef, Pending, Policy, Postponed, TrustLevel, TrustStore,
+    BareJid, Changeset, Confirmation, Decision, DecisionKind, KeyId, KeyRecord, KeyRef, Pending,
+    Policy, Postponed, TrustLevel, TrustStore,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -42,8 +42,9 @@ fn kind_text(kind: DecisionKind) -> &'static str {
     }
 }
 
-fn time_text(time: DateTime<Utc>) -> String {
-    DecisionTimes::format_time(time)
+/// A time as stored: seconds since 1970 and nanoseconds (leap seconds above 10^9).
+fn time_parts(time: DateTime<Utc>) -> (i64, i64) {
+    (time.timestamp(), i64::from(time.timestamp_subsec_nanos()))
 }
 
 impl SqliteTrustStore {
@@ -142,10 +143,16 @@ impl SqliteTrustStore {
         KeyId::from_bytes(bytes).map_err(|e| self.invalid(table, e.to_string()))
     }
 
-    fn time(&self, table: &'static str, text: &str) -> Result<DateTime<Utc>, StoreError> {
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| self.invalid(table, format!("time {text:?}: {e}")))
+    fn time(
+        &self,
+        table: &'static str,
+        seconds: i64,
+        nanos: i64,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        u32::try_from(nanos)
+            .ok()
+            .and_then(|n| DateTime::from_timestamp(seconds, n))
+            .ok_or_else(|| self.invalid(table, format!("time {seconds}.{nanos:09} out of range")))
     }
 
     fn kind(&self, table: &'static str, text: &str) -> Result<DecisionKind, StoreError> {
@@ -157,28 +164,40 @@ impl SqliteTrustStore {
     }
 
     fn load_keys(&mut self) -> Result<(), StoreError> {
-        let rows: Vec<(String, Vec<u8>, String, Option<String>)> = {
+        type Row = (String, Vec<u8>, String, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = {
             let mut statement = self
                 .database
                 .connection
-                .prepare("SELECT owner, key, level, time FROM trust_key WHERE scope = ?1")
+                .prepare(
+                    "SELECT owner, key, level, time_s, time_ns FROM trust_key WHERE scope = ?1",
+                )
                 .map_err(|e| self.database.error(e))?;
             let rows = statement
                 .query_map(params![self.scope], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
                 })
                 .map_err(|e| self.database.error(e))?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| self.database.error(e))?;
             rows
         };
-        for (owner, key, level, time) in rows {
+        for (owner, key, level, seconds, nanos) in rows {
             let owner = self.jid("trust_key", &owner)?;
             let key = self.key_id("trust_key", key)?;
             let level: TrustLevel = level
                 .parse()
                 .map_err(|e: atm_engine::UnknownLevel| self.invalid("trust_key", e.to_string()))?;
-            let time = time.map(|t| self.time("trust_key", &t)).transpose()?;
+            let time = match (seconds, nanos) {
+                (Some(s), Some(n)) => Some(self.time("trust_key", s, n)?),
+                _ => None,
+            };
             self.keys
                 .entry(owner)
                 .or_default()
@@ -222,7 +241,8 @@ impl SqliteTrustStore {
             String,
             Vec<u8>,
             String,
-            String,
+            i64,
+            i64,
         );
         let rows: Vec<Row> = self
             .database
@@ -238,54 +258,66 @@ impl SqliteTrustStore {
                             row.get(3)?,
                             row.get(4)?,
                             row.get(5)?,
+                            row.get(6)?,
                         ))
                     })?
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(|e| self.database.error(e))?;
         rows.into_iter()
-            .map(|(sender_owner, sender_key, owner, key, kind, time)| {
-                let sender = match (sender_owner, sender_key) {
-                    (Some(o), Some(k)) => {
-                        Some(KeyRef::new(self.jid(table, &o)?, self.key_id(table, k)?))
-                    }
-                    _ => None,
-                };
-                let decision = Decision {
-                    target: KeyRef::new(self.jid(table, &owner)?, self.key_id(table, key)?),
-                    kind: self.kind(table, &kind)?,
-                    time: self.time(table, &time)?,
-                };
-                Ok((sender, decision))
-            })
+            .map(
+                |(sender_owner, sender_key, owner, key, kind, seconds, nanos)| {
+                    let sender = match (sender_owner, sender_key) {
+                        (Some(o), Some(k)) => {
+                            Some(KeyRef::new(self.jid(table, &o)?, self.key_id(table, k)?))
+                        }
+                        _ => None,
+                    };
+                    let decision = Decision {
+                        target: KeyRef::new(self.jid(table, &owner)?, self.key_id(table, key)?),
+                        kind: self.kind(table, &kind)?,
+                        time: self.time(table, seconds, nanos)?,
+                    };
+                    Ok((sender, decision))
+                },
+            )
             .collect()
     }
 
     fn write(&self, changes: &Changeset) -> rusqlite::Result<()> {
         let connection = &self.database.connection;
         let scope = self.scope;
-        // Key rows in batches: one statement per 64 rows.
+        // Key rows in batches: one statement per 64 rows (statement overhead
+        // dominates single-row upserts).
         const BATCH: usize = 64;
         let upsert_sql = |rows: usize| {
-            let values = vec!["(?, ?, ?, ?, ?)"; rows].join(", ");
+            let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
+            // Every column is written: a replaced row is the same as an
+            // updated one, and REPLACE is the cheaper of the two in SQLite.
             format!(
-                "INSERT INTO trust_key (scope, owner, key, level, time) VALUES {values} \
-                 ON CONFLICT (scope, owner, key) DO UPDATE SET level = excluded.level, time = excluded.time"
+                "INSERT OR REPLACE INTO trust_key (scope, owner, key, level, time_s, time_ns) \
+                 VALUES {values}"
             )
         };
         for chunk in changes.keys.chunks(BATCH) {
-            use rusqlite::types::Value;
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+            use rusqlite::types::{ToSqlOutput, ValueRef};
+            let mut values: Vec<ToSqlOutput<'_>> = Vec::with_capacity(chunk.len() * 6);
             for (key, record) in chunk {
-                values.push(Value::Integer(scope));
-                values.push(Value::Text(key.owner.as_str().to_owned()));
-                values.push(Value::Blob(key.key.as_bytes().to_vec()));
-                values.push(Value::Text(record.level.as_str().to_owned()));
-                values.push(
-                    record
-                        .time
-                        .map_or(Value::Null, |t| Value::Text(time_text(t))),
-                );
+                let time = record.time.map(time_parts);
+                values.push(ToSqlOutput::Borrowed(ValueRef::Integer(scope)));
+                values.push(ToSqlOutput::Borrowed(ValueRef::Text(
+                    key.owner.as_str().as_bytes(),
+                )));
+                values.push(ToSqlOutput::Borrowed(ValueRef::Blob(key.key.as_bytes())));
+                values.push(ToSqlOutput::Borrowed(ValueRef::Text(
+                    record.level.as_str().as_bytes(),
+                )));
+                values.push(ToSqlOutput::Borrowed(
+                    time.map_or(ValueRef::Null, |t| ValueRef::Integer(t.0)),
+                ));
+                values.push(ToSqlOutput::Borrowed(
+                    time.map_or(ValueRef::Null, |t| ValueRef::Integer(t.1)),
+                ));
             }
             let sql = upsert_sql(chunk.len());
             let params = rusqlite::params_from_iter(values);
@@ -305,10 +337,10 @@ impl SqliteTrustStore {
         for p in &changes.postpone {
             connection
                 .prepare_cached(
-                    "INSERT INTO trust_postponed (scope, sender_owner, sender_key, owner, key, kind, time) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                    "INSERT INTO trust_postponed (scope, sender_owner, sender_key, owner, key, kind, time_s, time_ns) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
                      ON CONFLICT (scope, sender_owner, sender_key, owner, key) \
-                     DO UPDATE SET kind = excluded.kind, time = excluded.time",
+                     DO UPDATE SET kind = excluded.kind, time_s = excluded.time_s, time_ns = excluded.time_ns",
                 )?
                 .execute(params![
                     scope,
@@ -317,7 +349,8 @@ impl SqliteTrustStore {
                     p.decision.target.owner.as_str(),
                     p.decision.target.key.as_bytes(),
                     kind_text(p.decision.kind),
-                    time_text(p.decision.time)
+                    time_parts(p.decision.time).0,
+                    time_parts(p.decision.time).1
                 ])?;
         }
         for target in &changes.unpend {
@@ -330,10 +363,11 @@ impl SqliteTrustStore {
         for p in &changes.pending {
             connection
                 .prepare_cached(
-                    "INSERT INTO trust_pending (scope, owner, key, sender_owner, sender_key, kind, time) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                    "INSERT INTO trust_pending (scope, owner, key, sender_owner, sender_key, kind, time_s, time_ns) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
                      ON CONFLICT (scope, owner, key) DO UPDATE SET sender_owner = excluded.sender_owner, \
-                     sender_key = excluded.sender_key, kind = excluded.kind, time = excluded.time",
+                     sender_key = excluded.sender_key, kind = excluded.kind, time_s = excluded.time_s, \
+                     time_ns = excluded.time_ns",
                 )?
                 .execute(params![
                     scope,
@@ -342,7 +376,8 @@ impl SqliteTrustStore {
                     p.sender.as_ref().map(|s| s.owner.as_str().to_owned()),
                     p.sender.as_ref().map(|s| s.key.as_bytes().to_vec()),
                     kind_text(p.decision.kind),
-                    time_text(p.decision.time)
+                    time_parts(p.decision.time).0,
+                    time_parts(p.decision.time).1
                 ])?;
         }
         for target in &changes.unconfirm {
@@ -355,10 +390,11 @@ impl SqliteTrustStore {
         for c in &changes.confirm {
             connection
                 .prepare_cached(
-                    "INSERT INTO trust_confirmation (scope, owner, key, sender_owner, sender_key, kind, time) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                    "INSERT INTO trust_confirmation (scope, owner, key, sender_owner, sender_key, kind, time_s, time_ns) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
                      ON CONFLICT (scope, owner, key) DO UPDATE SET sender_owner = excluded.sender_owner, \
-                     sender_key = excluded.sender_key, kind = excluded.kind, time = excluded.time",
+                     sender_key = excluded.sender_key, kind = excluded.kind, time_s = excluded.time_s, \
+                     time_ns = excluded.time_ns",
                 )?
                 .execute(params![
                     scope,
@@ -367,7 +403,8 @@ impl SqliteTrustStore {
                     c.sender.owner.as_str(),
                     c.sender.key.as_bytes(),
                     kind_text(c.decision.kind),
-                    time_text(c.decision.time)
+                    time_parts(c.decision.time).0,
+                    time_parts(c.decision.time).1
                 ])?;
         }
         if let Some(policy) = changes.policy {
@@ -417,7 +454,7 @@ impl TrustStore for SqliteTrustStore {
             return Ok(Vec::new());
         }
         let rows = self.decision_rows(
-            "SELECT sender_owner, sender_key, owner, key, kind, time FROM trust_postponed \
+            "SELECT sender_owner, sender_key, owner, key, kind, time_s, time_ns FROM trust_postponed \
              WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3 ORDER BY owner, key",
             "trust_postponed",
             &[&self.scope, &sender.owner.as_str(), &sender.key.as_bytes()],
@@ -433,7 +470,7 @@ impl TrustStore for SqliteTrustStore {
 
     fn pending_for(&mut self, target: &KeyRef) -> Result<Option<Pending>, StoreError> {
         let rows = self.decision_rows(
-            "SELECT sender_owner, sender_key, owner, key, kind, time FROM trust_pending \
+            "SELECT sender_owner, sender_key, owner, key, kind, time_s, time_ns FROM trust_pending \
              WHERE scope = ?1 AND owner = ?2 AND key = ?3",
             "trust_pending",
             &[&self.scope, &target.owner.as_str(), &target.key.as_bytes()],
@@ -453,7 +490,7 @@ impl TrustStore for SqliteTrustStore {
 
     fn confirmations(&mut self) -> Result<Vec<Confirmation>, StoreError> {
         let rows = self.decision_rows(
-            "SELECT sender_owner, sender_key, owner, key, kind, time FROM trust_confirmation \
+            "SELECT sender_owner, sender_key, owner, key, kind, time_s, time_ns FROM trust_confirmation \
              WHERE scope = ?1 ORDER BY owner, key",
             "trust_confirmation",
             &[&self.scope],
@@ -516,10 +553,20 @@ impl TrustStore for SqliteTrustStore {
             }
         }
         for (key, record) in &changes.keys {
-            self.keys
-                .entry(key.owner.clone())
-                .or_default()
-                .insert(key.key.clone(), *record);
+            match self.keys.get_mut(&key.owner) {
+                Some(keys) => match keys.get_mut(&key.key) {
+                    Some(stored) => *stored = *record,
+                    None => {
+                        keys.insert(key.key.clone(), *record);
+                    }
+                },
+                None => {
+                    self.keys
+                        .entry(key.owner.clone())
+                        .or_default()
+                        .insert(key.key.clone(), *record);
+                }
+            }
         }
         for sender in &changes.release {
             self.postponed_senders.remove(sender);

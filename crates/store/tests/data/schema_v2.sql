@@ -27,19 +27,20 @@ CREATE TABLE trust_confirmation (
     key BLOB NOT NULL,
     sender_owner TEXT NOT NULL,
     sender_key BLOB NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('trust', 'distrust')),
-    time TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind = 'trust' OR kind = 'distrust'),
+    time_s INTEGER NOT NULL,
+    time_ns INTEGER NOT NULL CHECK (time_ns BETWEEN 0 AND 1999999999),
     PRIMARY KEY (scope, owner, key)
 ) STRICT, WITHOUT ROWID;
 -- table trust_key
 CREATE TABLE trust_key (
-    scope INTEGER NOT NULL REFERENCES trust_scope (id),
+    scope INTEGER NOT NULL,
     owner TEXT NOT NULL,
     key BLOB NOT NULL CHECK (length(key) > 0),
-    level TEXT NOT NULL CHECK (level IN ('undecided', 'automatically_trusted',
-        'manually_trusted', 'authenticated', 'automatically_distrusted',
-        'manually_distrusted')),
-    time TEXT,
+    level TEXT NOT NULL CHECK (level = 'undecided' OR level = 'automatically_trusted' OR level = 'manually_trusted' OR level = 'authenticated' OR level = 'automatically_distrusted' OR level = 'manually_distrusted'),
+    time_s INTEGER,
+    time_ns INTEGER CHECK (time_ns BETWEEN 0 AND 1999999999),
+    CHECK ((time_s IS NULL) = (time_ns IS NULL)),
     PRIMARY KEY (scope, owner, key)
 ) STRICT, WITHOUT ROWID;
 -- table trust_pending
@@ -49,8 +50,9 @@ CREATE TABLE trust_pending (
     key BLOB NOT NULL,
     sender_owner TEXT,
     sender_key BLOB,
-    kind TEXT NOT NULL CHECK (kind IN ('trust', 'distrust')),
-    time TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind = 'trust' OR kind = 'distrust'),
+    time_s INTEGER NOT NULL,
+    time_ns INTEGER NOT NULL CHECK (time_ns BETWEEN 0 AND 1999999999),
     PRIMARY KEY (scope, owner, key)
 ) STRICT, WITHOUT ROWID;
 -- table trust_postponed
@@ -60,8 +62,9 @@ CREATE TABLE trust_postponed (
     sender_key BLOB NOT NULL,
     owner TEXT NOT NULL,
     key BLOB NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('trust', 'distrust')),
-    time TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind = 'trust' OR kind = 'distrust'),
+    time_s INTEGER NOT NULL,
+    time_ns INTEGER NOT NULL CHECK (time_ns BETWEEN 0 AND 1999999999),
     PRIMARY KEY (scope, sender_owner, sender_key, owner, key)
 ) STRICT, WITHOUT ROWID;
 -- table trust_scope
@@ -69,6 +72,6 @@ CREATE TABLE trust_scope (
     id INTEGER PRIMARY KEY,
     account TEXT NOT NULL,
     encryption TEXT NOT NULL,
-    policy TEXT CHECK (policy IN ('toakafa', 'manual')),
+    policy TEXT CHECK (policy = 'toakafa' OR policy = 'manual'),
     UNIQUE (account, encryption)
 ) STRICT;
