@@ -16,6 +16,10 @@ use crate::store::{
 
 type Result<T, S> = std::result::Result<T, EngineError<<S as TrustStore>::Error>>;
 
+/// At most this many decisions of one sender wait for its key to be
+/// authenticated; more are dropped (and reported as ignored).
+pub const MAX_POSTPONED_PER_SENDER: usize = 10_000;
+
 /// The ATM engine of one endpoint, for one encryption namespace. Sans-IO: it
 /// reads and writes only through its [`TrustStore`], takes the time as an
 /// argument and returns [`Effect`]s.
@@ -338,6 +342,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             co_recipients: received.co_recipients.iter().cloned().collect(),
         });
         let mut postponed: Option<HashMap<KeyRef, Postponed>> = None;
+        let mut postponed_full = false;
         for owner in &message.key_owners {
             if !from_own_account && owner.jid != received.sender {
                 self.effects
@@ -376,9 +381,17 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                                 .collect(),
                         ),
                     };
-                    let newer = stored
-                        .get(&decision.target)
-                        .is_none_or(|p| p.decision.time <= decision.time);
+                    let known = stored.get(&decision.target);
+                    if known.is_none() && stored.len() >= MAX_POSTPONED_PER_SENDER {
+                        // An unauthenticated sender cannot fill the store.
+                        if !postponed_full {
+                            postponed_full = true;
+                            self.effects
+                                .push(Effect::Ignored(IgnoreReason::TooManyPostponed));
+                        }
+                        continue;
+                    }
+                    let newer = known.is_none_or(|p| p.decision.time <= decision.time);
                     if newer {
                         let p = Postponed {
                             sender: sender.clone(),

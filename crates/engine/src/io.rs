@@ -166,6 +166,10 @@ pub enum IgnoreReason {
     ForeignOwner(BareJid),
     /// A decision about this endpoint's own key.
     OwnKey,
+    /// An unauthenticated sender already has
+    /// [`MAX_POSTPONED_PER_SENDER`](crate::MAX_POSTPONED_PER_SENDER) decisions
+    /// waiting; the rest of its message was dropped.
+    TooManyPostponed,
 }
 
 /// What the engine did, for the client to show, send or count.

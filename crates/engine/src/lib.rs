@@ -40,7 +40,7 @@ mod plan;
 mod store;
 mod times;
 
-pub use engine::Engine;
+pub use engine::{Engine, MAX_POSTPONED_PER_SENDER};
 pub use io::{Cause, Config, Effect, EngineError, IgnoreReason, Input, Outgoing, Received};
 pub use level::{DecisionKind, KeyMode, Policy, Propagation, TrustLevel, UnknownLevel};
 pub use store::{

@@ -241,3 +241,34 @@ fn decisions_about_the_own_key_are_ignored() {
     assert!(known.iter().all(|(k, _)| *k != own));
     assert_eq!(own.key, key_of("A1"));
 }
+
+#[test]
+fn an_unauthenticated_sender_cannot_fill_the_store() {
+    let mut net = Net::new(&ENDPOINTS, Propagation::Complete);
+    let a1 = net.idx("A1");
+    let limit = atm_engine::MAX_POSTPONED_PER_SENDER;
+    for batch in 0..3u32 {
+        let keys: Vec<KeyId> = (0..limit as u32 / 2 + 100)
+            .map(|i| {
+                let mut b = vec![0u8; 32];
+                b[..4].copy_from_slice(&(batch * 1_000_000 + i).to_le_bytes());
+                KeyId::from_bytes(b).unwrap()
+            })
+            .collect();
+        let effects = inject(
+            &mut net,
+            "A1",
+            "B1",
+            true,
+            message(&[("bob@example.com", &keys, &[])], "urn:xmpp:atm:1"),
+        );
+        if batch == 2 {
+            assert!(effects.contains(&Effect::Ignored(IgnoreReason::TooManyPostponed)));
+        }
+    }
+    assert_eq!(
+        net.endpoints[a1].engine.stored_decision_count().unwrap(),
+        limit as u64
+    );
+    let _ = sender;
+}
