@@ -270,5 +270,4 @@ fn an_unauthenticated_sender_cannot_fill_the_store() {
         net.endpoints[a1].engine.stored_decision_count().unwrap(),
         limit as u64
     );
-    let _ = sender;
 }
