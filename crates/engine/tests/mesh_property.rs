@@ -70,7 +70,7 @@ fn play(devices: &[usize], seed: u64, offline_percent: u64) -> (Net, Vec<String>
         for (i, name) in names.iter().enumerate() {
             if rng.next() % 100 < offline_percent {
                 if offline[i] {
-                    net.online(name, rng.next() % 2 == 0);
+                    net.online(name, rng.next().is_multiple_of(2));
                 } else {
                     net.offline(name);
                 }
@@ -82,7 +82,7 @@ fn play(devices: &[usize], seed: u64, offline_percent: u64) -> (Net, Vec<String>
     }
     for (i, name) in names.iter().enumerate() {
         if offline[i] {
-            net.online(name, rng.next() % 2 == 0);
+            net.online(name, rng.next().is_multiple_of(2));
         }
     }
     (net, names)
@@ -145,7 +145,7 @@ proptest! {
         }
         net.distrust(by, &[target.as_str()]);
         for name in &away {
-            net.online(name, rng.next() % 2 == 0);
+            net.online(name, rng.next().is_multiple_of(2));
         }
         let account = |n: &str| n.as_bytes()[0];
         for at in &names {

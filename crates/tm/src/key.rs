@@ -62,7 +62,7 @@ impl KeyId {
             return Err(KeyIdError::Empty);
         }
         let raw = text.as_bytes();
-        if raw.len() % 2 != 0 {
+        if !raw.len().is_multiple_of(2) {
             return Err(KeyIdError::Hex(format!("odd length {}", raw.len())));
         }
         let mut out = Vec::with_capacity(raw.len() / 2);
