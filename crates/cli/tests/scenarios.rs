@@ -144,7 +144,19 @@ fn an_invalid_file_exits_2_naming_the_json_path() {
         ),
         (
             r#"{"endpoints": [{"name": "A1", "jid": "a@example.org"}], "steps": [{"offline": "A1", "online": "A1"}]}"#,
-            "steps[0]",
+            "steps[0]: a step has exactly one key; found `offline` and `online`",
+        ),
+        (
+            r#"{"endpoints": [{"name": "A1", "jid": "a@example.org"}], "steps": [{"offline": "A1"}, {}]}"#,
+            "steps[1]: a step needs exactly one key",
+        ),
+        (
+            r#"{"endpoints": [{"name": "A1", "jid": "a@example.org"}], "steps": [{"offline": "A1"}, {"teleport": "A1"}]}"#,
+            "steps[1]: unknown step `teleport`",
+        ),
+        (
+            r#"{"endpoints": [{"name": "A1", "jid": "a@example.org"}, {"name": "A1", "jid": "a@example.org"}], "steps": []}"#,
+            r#"endpoints[1].name: duplicate endpoint name "A1""#,
         ),
         (r#"{"endpoints": [], "steps": []"#, "EOF"),
     ];

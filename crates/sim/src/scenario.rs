@@ -254,8 +254,9 @@ struct RawEndpoint {
     joins_later: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+/// A step: an object with exactly one key, the step kind. Read by hand (not
+/// serde's derived enum reader) so that a step with no key, two keys or an
+/// unknown kind is reported plainly, at its path.
 enum RawStep {
     Authenticate(RawDecide),
     Distrust(RawDecide),
@@ -270,6 +271,80 @@ enum RawStep {
     Expect(RawExpect),
     ExpectMesh(RawMesh),
     ExpectCounts(BTreeMap<String, u64>),
+}
+
+/// The step kinds, as written in a file.
+const STEP_KINDS: [&str; 13] = [
+    "authenticate",
+    "distrust",
+    "scan",
+    "offline",
+    "online",
+    "join",
+    "fetch",
+    "restart",
+    "replay",
+    "inject",
+    "expect",
+    "expect_mesh",
+    "expect_counts",
+];
+
+impl<'de> Deserialize<'de> for RawStep {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(StepVisitor)
+    }
+}
+
+struct StepVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StepVisitor {
+    type Value = RawStep;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "a step: an object with exactly one key, one of {}",
+            STEP_KINDS.join(", ")
+        )
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawStep, A::Error> {
+        use serde::de::Error;
+        let Some(kind) = map.next_key::<String>()? else {
+            return Err(A::Error::custom(format!(
+                "a step needs exactly one key, one of {}; found none",
+                STEP_KINDS.join(", ")
+            )));
+        };
+        let step = match kind.as_str() {
+            "authenticate" => RawStep::Authenticate(map.next_value()?),
+            "distrust" => RawStep::Distrust(map.next_value()?),
+            "scan" => RawStep::Scan(map.next_value()?),
+            "offline" => RawStep::Offline(map.next_value()?),
+            "online" => RawStep::Online(map.next_value()?),
+            "join" => RawStep::Join(map.next_value()?),
+            "fetch" => RawStep::Fetch(map.next_value()?),
+            "restart" => RawStep::Restart(map.next_value()?),
+            "replay" => RawStep::Replay(map.next_value()?),
+            "inject" => RawStep::Inject(map.next_value()?),
+            "expect" => RawStep::Expect(map.next_value()?),
+            "expect_mesh" => RawStep::ExpectMesh(map.next_value()?),
+            "expect_counts" => RawStep::ExpectCounts(map.next_value()?),
+            other => {
+                return Err(A::Error::custom(format!(
+                    "unknown step `{other}`, expected one of {}",
+                    STEP_KINDS.join(", ")
+                )))
+            }
+        };
+        if let Some(second) = map.next_key::<String>()? {
+            return Err(A::Error::custom(format!(
+                "a step has exactly one key; found `{kind}` and `{second}` (write two steps)"
+            )));
+        }
+        Ok(step)
+    }
 }
 
 #[derive(Deserialize)]
@@ -379,7 +454,11 @@ impl Scenario {
             let path = e.path().to_string();
             let inner = e.into_inner();
             ScenarioError::at(
-                if path.is_empty() { ".".into() } else { path },
+                if path.is_empty() || path == "?" {
+                    ".".into()
+                } else {
+                    path
+                },
                 clean(&inner),
             )
         })?;
