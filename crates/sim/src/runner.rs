@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use atm_engine::{Cause, DecisionTimes, KeyRef, TrustLevel};
+use atm_engine::{Cause, DecisionTimes, IgnoreReason, KeyRef, TrustLevel};
 use serde_json::{json, Value};
 
 use crate::network::{Counts, Event, Network, Sender, StoreFactory};
@@ -400,9 +400,29 @@ pub fn event_text<F: StoreFactory>(net: &Network<F>, event: &Event) -> Option<St
                 "key not known yet"
             }
         ),
-        Event::Ignored { at, reason } => format!("  {}: ignored: {reason:?}", net.name(*at)),
+        Event::Ignored { at, reason } => {
+            format!("  {}: ignored: {}", net.name(*at), ignore_words(reason))
+        }
         Event::Refused { at, reason } => format!("  {}: refused: {reason}", net.name(*at)),
     })
+}
+
+/// Why a trust message (or part of it) decided nothing, in plain words.
+fn ignore_words(reason: &IgnoreReason) -> String {
+    match reason {
+        IgnoreReason::Unencrypted => "it came unencrypted (no authenticated sender key)".into(),
+        IgnoreReason::Usage(u) => format!("its usage is {u}, not urn:xmpp:atm:1"),
+        IgnoreReason::Encryption(e) => format!("its encryption is {e}, not this endpoint's"),
+        IgnoreReason::Reflected => "it was sent by this very endpoint".into(),
+        IgnoreReason::SenderDistrusted => "its sender's key is distrusted".into(),
+        IgnoreReason::ForeignOwner(jid) => format!(
+            "the part about {jid}'s keys (a contact's endpoint decides only on its own account's keys)"
+        ),
+        IgnoreReason::OwnKey => "a decision about its own key".into(),
+        IgnoreReason::TooManyPostponed => {
+            "the rest of the message (too many decisions already wait for this sender)".into()
+        }
+    }
 }
 
 /// The readable timeline and summary.
