@@ -31,6 +31,7 @@ mod ns;
 mod parse;
 pub mod qr;
 mod uri;
+mod xml;
 
 pub use error::{KeyKind, Location, ParseError, Position};
 pub use key::{KeyId, KeyIdError};

@@ -1,7 +1,7 @@
 //! The `<trust-message/>` element: types, limits, validation and
 //! serialization.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use jid::BareJid;
 
@@ -268,8 +268,9 @@ pub(crate) struct Builder<'l> {
     limits: &'l Limits,
     owners: Vec<KeyOwner>,
     by_jid: HashMap<BareJid, usize>,
-    /// (owner index, key) → trusted?
-    seen: HashMap<(usize, KeyId), KeyKind>,
+    /// For owners with many keys: owner index → key → kind (small owners are
+    /// checked by a scan of their lists, which allocates nothing).
+    large: HashMap<usize, HashMap<KeyId, KeyKind>>,
     owner_elements: usize,
     keys: usize,
     /// Index of the open owner, its start, and keys in this element.
@@ -278,11 +279,17 @@ pub(crate) struct Builder<'l> {
 
 impl<'l> Builder<'l> {
     pub(crate) fn new(limits: &'l Limits) -> Self {
+        Self::with_capacity(limits, 0)
+    }
+
+    /// A builder expecting about `owners` key owners.
+    pub(crate) fn with_capacity(limits: &'l Limits, owners: usize) -> Self {
+        let owners = owners.min(limits.max_key_owners);
         Builder {
             limits,
-            owners: Vec::new(),
-            by_jid: HashMap::new(),
-            seen: HashMap::new(),
+            owners: Vec::with_capacity(owners),
+            by_jid: HashMap::with_capacity_and_hasher(owners, Default::default()),
+            large: HashMap::default(),
             owner_elements: 0,
             keys: 0,
             current: None,
@@ -378,22 +385,47 @@ impl<'l> Builder<'l> {
         };
         *n += 1;
         let idx = *idx;
-        match self.seen.get(&(idx, key.clone())) {
-            Some(prev) if *prev == kind => Ok(()),
+        let Some(owner) = self.owners.get_mut(idx) else {
+            return Ok(());
+        };
+        /// Owners with more keys than this get a set.
+        const SCAN: usize = 16;
+        let previous = if owner.trust.len() + owner.distrust.len() < SCAN {
+            if owner.trust.contains(&key) {
+                Some(KeyKind::Trust)
+            } else if owner.distrust.contains(&key) {
+                Some(KeyKind::Distrust)
+            } else {
+                None
+            }
+        } else {
+            let set = self.large.entry(idx).or_insert_with(|| {
+                let mut set = HashMap::default();
+                for k in &owner.trust {
+                    set.insert(k.clone(), KeyKind::Trust);
+                }
+                for k in &owner.distrust {
+                    set.insert(k.clone(), KeyKind::Distrust);
+                }
+                set
+            });
+            set.get(&key).copied()
+        };
+        match previous {
+            Some(prev) if prev == kind => Ok(()),
             Some(_) => Err(ParseError::TrustedAndDistrusted {
-                jid: self.current_jid(),
+                jid: owner.jid.to_string(),
                 key: key.to_base64(),
                 at,
             }),
             None => {
-                let Some(owner) = self.owners.get_mut(idx) else {
-                    return Ok(());
-                };
-                match kind {
-                    KeyKind::Trust => owner.trust.push(key.clone()),
-                    KeyKind::Distrust => owner.distrust.push(key.clone()),
+                if let Some(set) = self.large.get_mut(&idx) {
+                    set.insert(key.clone(), kind);
                 }
-                self.seen.insert((idx, key), kind);
+                match kind {
+                    KeyKind::Trust => owner.trust.push(key),
+                    KeyKind::Distrust => owner.distrust.push(key),
+                }
                 Ok(())
             }
         }

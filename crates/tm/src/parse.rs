@@ -1,20 +1,21 @@
 //! Readers: a streaming one over XML text (no recursion, bounded), and one
 //! over a built [`minidom::Element`].
 
-use rxml::{Event, Parse as _, Parser};
-
 use crate::error::{KeyKind, Location, ParseError, Position};
 use crate::message::{Builder, Limits, TrustMessage};
 use crate::ns::{Encryption, Usage, NS_TM};
+use std::borrow::Cow;
+
+use crate::xml::{Attribute, Reader, Token};
 
 /// Where the reader is, outside skipped foreign subtrees.
-enum State {
+enum State<'a> {
     BeforeRoot,
     InRoot,
     /// With the byte offset of the `<key-owner>`.
     InOwner(usize),
     /// With the byte offsets of the key element and of its owner.
-    InKey(KeyKind, usize, usize, String),
+    InKey(KeyKind, usize, usize, Cow<'a, str>),
     AfterRoot,
 }
 
@@ -92,11 +93,16 @@ fn locate(mut e: ParseError, here: Location) -> ParseError {
     e
 }
 
-fn plain_attrs(attrs: &rxml::AttrMap) -> Vec<(bool, &str)> {
+fn plain_attrs<'a>(attrs: &'a [Attribute<'_>]) -> impl Iterator<Item = (bool, &'a str)> {
+    attrs.iter().map(|a| (a.namespace.is_none(), a.name))
+}
+
+/// The value of an unnamespaced attribute.
+fn attr<'a>(attrs: &'a [Attribute<'_>], name: &str) -> Option<&'a str> {
     attrs
         .iter()
-        .map(|((ns, n), _)| (ns.is_none(), n.as_str()))
-        .collect()
+        .find(|a| a.namespace.is_none() && a.name == name)
+        .map(|a| a.value.as_ref())
 }
 
 fn key_kind(name: &str) -> Option<KeyKind> {
@@ -115,10 +121,10 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
             limit: limits.max_input_bytes,
         });
     }
-    let mut parser = Parser::new();
-    let mut buf = input.as_bytes();
+    let mut reader = Reader::new(input);
     let mut state = State::BeforeRoot;
-    let mut builder = Builder::new(limits);
+    // A key owner takes at least ~60 bytes of XML.
+    let mut builder = Builder::with_capacity(limits, input.len() / 64);
     let mut header: Option<(Usage, Encryption, usize)> = None;
     let none = Location::default();
     let mut result: Option<TrustMessage> = None;
@@ -129,30 +135,23 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
     let loc = |offset: usize| Location(Some(Position::of(input, offset)));
 
     loop {
-        let ev = match parser.parse(&mut buf, true) {
-            Ok(Some(ev)) => ev,
+        let (token, start) = match reader.next() {
+            Ok(Some(t)) => t,
             Ok(None) => break,
             Err(e) => {
-                let message = match e {
-                    rxml::error::EndOrError::Error(e) => e.to_string(),
-                    rxml::error::EndOrError::NeedMoreData => "unexpected end of input".into(),
-                };
                 return Err(ParseError::Xml {
-                    message,
-                    at: loc(input.len() - buf.len()),
+                    message: e.message.into_owned(),
+                    at: loc(e.offset),
                 });
             }
         };
-        let end = input.len() - buf.len();
-        let start = end.saturating_sub(ev.metrics().len());
-        match ev {
-            Event::XmlDeclaration(..) => {}
-            Event::StartElement(_, (ns, name), attrs) => {
-                // The metrics of the root include leading whitespace.
-                let off = input
-                    .get(start..end)
-                    .and_then(|t| t.find('<'))
-                    .map_or(start, |i| start + i);
+        match token {
+            Token::Start {
+                namespace: ns,
+                name,
+                attributes: attrs,
+            } => {
+                let off = start;
                 let at = || loc(off);
                 depth += 1;
                 if depth > limits.max_depth {
@@ -165,38 +164,41 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
                     skip += 1;
                     continue;
                 }
-                let ours = ns.as_str() == NS_TM;
+                let ours = ns == NS_TM;
                 match &mut state {
                     State::BeforeRoot => {
-                        if !ours || name.as_str() != "trust-message" {
+                        if !ours || name != "trust-message" {
                             return Err(ParseError::NotATrustMessage {
-                                name: name.to_string(),
-                                namespace: ns.to_string(),
+                                name: name.to_owned(),
+                                namespace: ns.into_owned(),
                                 at: at(),
                             });
                         }
                         let at = at();
                         check_attrs(
                             "trust-message",
-                            plain_attrs(&attrs).into_iter(),
+                            plain_attrs(&attrs),
                             &["usage", "encryption"],
                             at,
                         )?;
-                        let get =
-                            |n: &str| attrs.get(rxml::Namespace::none(), n).map(|v| v.as_str());
-                        let usage = namespace_value("usage", get("usage"), Usage::new, at)?;
-                        let encryption =
-                            namespace_value("encryption", get("encryption"), Encryption::new, at)?;
+                        let usage =
+                            namespace_value("usage", attr(&attrs, "usage"), Usage::new, at)?;
+                        let encryption = namespace_value(
+                            "encryption",
+                            attr(&attrs, "encryption"),
+                            Encryption::new,
+                            at,
+                        )?;
                         header = Some((usage, encryption, off));
                         state = State::InRoot;
                     }
                     _ if !ours => skip = 1,
-                    State::InRoot if name.as_str() == "key-owner" => {
+                    State::InRoot if name == "key-owner" => {
                         // Positions are computed only on error: each costs a
                         // scan from the start of the input.
-                        check_attrs("key-owner", plain_attrs(&attrs).into_iter(), &["jid"], none)
+                        check_attrs("key-owner", plain_attrs(&attrs), &["jid"], none)
                             .map_err(|e| locate(e, at()))?;
-                        let Some(jid) = attrs.get(rxml::Namespace::none(), "jid") else {
+                        let Some(jid) = attr(&attrs, "jid") else {
                             return Err(ParseError::MissingAttribute {
                                 element: "key-owner",
                                 attribute: "jid",
@@ -208,19 +210,14 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
                             .map_err(|e| locate(e, at()))?;
                         state = State::InOwner(off);
                     }
-                    State::InOwner(owner_off) if key_kind(name.as_str()).is_some() => {
+                    State::InOwner(owner_off) if key_kind(name).is_some() => {
                         let owner_off = *owner_off;
-                        let kind = key_kind(name.as_str()).unwrap_or(KeyKind::Trust);
+                        let kind = key_kind(name).unwrap_or(KeyKind::Trust);
                         if !attrs.is_empty() {
-                            check_attrs(
-                                kind.element_name(),
-                                plain_attrs(&attrs).into_iter(),
-                                &[],
-                                at(),
-                            )?;
+                            check_attrs(kind.element_name(), plain_attrs(&attrs), &[], at())?;
                         }
                         builder.count_key(none).map_err(|e| locate(e, at()))?;
-                        state = State::InKey(kind, off, owner_off, String::new());
+                        state = State::InKey(kind, off, owner_off, Cow::Borrowed(""));
                     }
                     s => {
                         let parent = match s {
@@ -230,14 +227,14 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
                             _ => "document",
                         };
                         return Err(ParseError::UnexpectedElement {
-                            name: name.to_string(),
+                            name: name.to_owned(),
                             parent,
                             at: at(),
                         });
                     }
                 }
             }
-            Event::EndElement(_) => {
+            Token::End => {
                 depth = depth.saturating_sub(1);
                 if skip > 0 {
                     skip -= 1;
@@ -268,12 +265,18 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
                     other => other,
                 };
             }
-            Event::Text(_, text) => {
+            Token::Text(text) => {
                 if skip > 0 {
                     continue;
                 }
                 match &mut state {
-                    State::InKey(_, _, _, acc) => acc.push_str(&text),
+                    State::InKey(_, _, _, acc) => {
+                        if acc.is_empty() {
+                            *acc = text;
+                        } else {
+                            acc.to_mut().push_str(&text);
+                        }
+                    }
                     State::InRoot if !is_xml_space(&text) => {
                         return Err(ParseError::UnexpectedText {
                             parent: "trust-message",
@@ -291,6 +294,7 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
             }
         }
     }
+    let _ = reader.offset();
     result.ok_or_else(|| ParseError::Xml {
         message: "no complete root element".into(),
         at: loc(input.len()),
