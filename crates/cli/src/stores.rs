@@ -53,8 +53,21 @@ impl ScenarioStores {
     }
 }
 
+/// `NAME.sqlite` for a plain name (letters, digits, `-`, `_`); any other name
+/// (a `/`, a space, `..`, non-ASCII) is spelled in hex after a `~`, so that it
+/// stays inside the folder and no two endpoints share a file.
 fn file_name(endpoint: &EndpointSpec) -> String {
-    format!("{}.sqlite", endpoint.name)
+    let name = &endpoint.name;
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if plain {
+        format!("{name}.sqlite")
+    } else {
+        let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("~{hex}.sqlite")
+    }
 }
 
 impl StoreFactory for ScenarioStores {
