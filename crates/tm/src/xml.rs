@@ -275,26 +275,19 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let rest = self.rest();
         let bytes = rest.as_bytes();
-        // One pass: find the end, check the characters, note what needs work.
-        let mut end = bytes.len();
-        let mut special = false;
-        let mut bracket = false;
-        for (i, &b) in bytes.iter().enumerate() {
-            match b {
-                b'<' => {
-                    end = i;
-                    break;
-                }
-                b'&' | b'\r' => special = true,
-                b']' => bracket = true,
-                b'\t' | b'\n' => {}
-                0..=0x1F => return error("a character XML does not allow", start + i),
-                0xEF if bytes.get(i + 1) == Some(&0xBF)
-                    && matches!(bytes.get(i + 2), Some(0xBE | 0xBF)) =>
-                {
-                    return error("a character XML does not allow", start + i)
-                }
-                _ => {}
+        let end = bytes.iter().position(|&b| b == b'<').unwrap_or(bytes.len());
+        // Branch-free flags over the run (vectorizes); the rare bad cases are
+        // located precisely afterwards.
+        let (mut control, mut special, mut bracket, mut high) = (false, false, false, false);
+        for &b in &bytes[..end] {
+            control |= (b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r');
+            special |= (b == b'&') | (b == b'\r');
+            bracket |= b == b']';
+            high |= b == 0xEF;
+        }
+        if control || high {
+            if let Err(i) = check_chars(&rest[..end]) {
+                return error("a character XML does not allow", start + i);
             }
         }
         let raw = &rest[..end];
