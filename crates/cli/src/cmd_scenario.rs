@@ -60,7 +60,7 @@ struct Invalid(String);
 fn execute(file: &Path, json: bool, store: Option<&Path>, omemo: bool) -> Result<bool, Invalid> {
     let text = std::fs::read_to_string(file).map_err(|e| Invalid(format!("cannot read: {e}")))?;
     let default_name = file
-        .file_stem()
+        .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let scenario = Scenario::from_json(&text, &default_name).map_err(|e| Invalid(e.to_string()))?;

@@ -103,7 +103,7 @@ fn a_failed_expectation_exits_1_and_lists_every_failure() {
     let (code, json) = run_json(&file);
     assert_eq!(code, 1);
     assert_eq!(json["ok"], false);
-    assert_eq!(json["name"], "s");
+    assert_eq!(json["name"], "s.json", "the file name, as the format says");
     let failures = json["failures"].as_array().unwrap();
     assert_eq!(failures.len(), 2);
     assert_eq!(failures[0]["step"], 0);
