@@ -278,13 +278,18 @@ impl<'a> Reader<'a> {
         let end = bytes.iter().position(|&b| b == b'<').unwrap_or(bytes.len());
         // Branch-free flags over the run (vectorizes); the rare bad cases are
         // located precisely afterwards.
-        let (mut control, mut special, mut bracket, mut high) = (false, false, false, false);
+        let (mut control, mut special, mut bracket, mut high) = (0u8, 0u8, 0u8, 0u8);
         for &b in &bytes[..end] {
-            control |= (b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r');
-            special |= (b == b'&') | (b == b'\r');
-            bracket |= b == b']';
-            high |= b == 0xEF;
+            control |= u8::from(b < 0x20)
+                & u8::from(b != b'\t')
+                & u8::from(b != b'\n')
+                & u8::from(b != b'\r');
+            special |= u8::from(b == b'&') | u8::from(b == b'\r');
+            bracket |= u8::from(b == b']');
+            high |= u8::from(b == 0xEF);
         }
+        let (control, special, bracket, high) =
+            (control != 0, special != 0, bracket != 0, high != 0);
         if control || high {
             if let Err(i) = check_chars(&rest[..end]) {
                 return error("a character XML does not allow", start + i);
