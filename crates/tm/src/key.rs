@@ -50,6 +50,13 @@ impl KeyId {
         if text.is_empty() {
             return Err(KeyIdError::Empty);
         }
+        // Keys are short: decode on the stack, then allocate the exact size.
+        let mut buffer = [0u8; 96];
+        if text.len() <= 128 {
+            if let Ok(n) = STANDARD.decode_slice(text, &mut buffer) {
+                return Self::from_bytes(buffer[..n].to_vec());
+            }
+        }
         let bytes = STANDARD
             .decode(text)
             .map_err(|e| KeyIdError::Base64(e.to_string()))?;

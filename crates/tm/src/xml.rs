@@ -122,6 +122,8 @@ pub(crate) struct Reader<'a> {
     namespaces: Vec<(&'a str, Cow<'a, str>)>,
     /// An empty-element tag's end, still to report.
     pending_end: bool,
+    /// The raw attributes of the start tag being read (reused).
+    raw: Vec<(&'a str, usize, Cow<'a, str>)>,
 }
 
 impl<'a> Reader<'a> {
@@ -133,6 +135,7 @@ impl<'a> Reader<'a> {
             open: Vec::new(),
             namespaces: Vec::new(),
             pending_end: false,
+            raw: Vec::new(),
         }
     }
 
@@ -196,9 +199,10 @@ impl<'a> Reader<'a> {
 
     /// Splits a qualified name into prefix and local part (Namespaces in XML).
     fn split(qname: &'a str, at: usize) -> Result<(&'a str, &'a str), XmlError> {
-        match qname.split_once(':') {
+        match qname.as_bytes().iter().position(|&b| b == b':') {
             None => Ok(("", qname)),
-            Some((prefix, local)) => {
+            Some(i) => {
+                let (prefix, local) = (&qname[..i], &qname[i + 1..]);
                 let bad = |s: &str| {
                     s.is_empty() || s.contains(':') || !s.chars().next().is_some_and(is_name_start)
                 };
@@ -547,7 +551,8 @@ impl<'a> Reader<'a> {
         let qname = self.name()?;
         let (prefix, local) = Self::split(qname, start + 1)?;
         // Raw attributes first: declarations must apply to the whole tag.
-        let mut raw: Vec<(&'a str, usize, Cow<'a, str>)> = Vec::new();
+        let mut raw = std::mem::take(&mut self.raw);
+        raw.clear();
         let empty;
         loop {
             let spaced = self.skip_space() > 0;
@@ -622,7 +627,7 @@ impl<'a> Reader<'a> {
             },
         };
         let mut attributes = Vec::with_capacity(raw.len());
-        for (name, at, value) in raw {
+        for (name, at, value) in raw.drain(..) {
             if name == "xmlns" || name.starts_with("xmlns:") {
                 continue;
             }
@@ -650,6 +655,7 @@ impl<'a> Reader<'a> {
                 value,
             });
         }
+        self.raw = raw;
         if empty {
             self.namespaces.truncate(self.namespaces.len() - declared);
             self.pending_end = true;
