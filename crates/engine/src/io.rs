@@ -3,7 +3,7 @@
 use atm_tm::{BareJid, Encryption, KeyId, TrustMessage};
 use chrono::{DateTime, Utc};
 
-use crate::level::{KeyMode, Policy, Propagation, TrustLevel};
+use crate::level::{DecisionKind, KeyMode, Policy, Propagation, TrustLevel};
 use crate::store::{Confirmation, Decision, KeyRef};
 use crate::times::DecisionTimes;
 
@@ -90,6 +90,22 @@ pub enum Input {
         /// `true` to apply the decision, `false` to drop it.
         accept: bool,
     },
+}
+
+impl Input {
+    /// The user's decision about one key: authenticate it
+    /// ([`DecisionKind::Trust`]) or distrust it.
+    pub fn manual(key: KeyRef, kind: DecisionKind) -> Input {
+        let (authenticate, distrust) = match kind {
+            DecisionKind::Trust => (vec![key.key], vec![]),
+            DecisionKind::Distrust => (vec![], vec![key.key]),
+        };
+        Input::Manual {
+            owner: key.owner,
+            authenticate,
+            distrust,
+        }
+    }
 }
 
 /// Why a level changed.

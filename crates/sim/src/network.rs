@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use atm_engine::{
-    Cause, Config, DecisionTimes, Effect, Engine, IgnoreReason, Input, KeyMode, KeyRef,
-    MemoryStore, Outgoing, Received, TrustLevel, TrustMessage, TrustStore,
+    Cause, Config, DecisionKind, DecisionTimes, Effect, Engine, IgnoreReason, Input, KeyMode,
+    KeyRef, MemoryStore, Outgoing, Received, TrustLevel, TrustMessage, TrustStore,
 };
 use atm_tm::TrustUri;
 use chrono::{DateTime, Duration, Utc};
@@ -683,19 +683,12 @@ impl<F: StoreFactory> Network<F> {
         };
         let text = format!("{} {verb} the key of {}", self.name(by), self.name(of));
         self.events.push(Event::Action { by, text });
-        let input = if authenticate {
-            Input::Manual {
-                owner: key.owner,
-                authenticate: vec![key.key],
-                distrust: vec![],
-            }
+        let kind = if authenticate {
+            DecisionKind::Trust
         } else {
-            Input::Manual {
-                owner: key.owner,
-                authenticate: vec![],
-                distrust: vec![key.key],
-            }
+            DecisionKind::Distrust
         };
+        let input = Input::manual(key, kind);
         self.input(by, input)
     }
 

@@ -13,8 +13,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use atm_engine::{
-    Config, DecisionTimes, Effect, Engine, EngineError, Infallible, Input, KeyId, KeyRef,
-    MemoryStore, Outgoing, Propagation, Received, TrustLevel,
+    Config, DecisionKind, DecisionTimes, Effect, Engine, EngineError, Infallible, Input, KeyId,
+    KeyRef, MemoryStore, Outgoing, Propagation, Received, TrustLevel,
 };
 use atm_tm::BareJid;
 use chrono::{DateTime, Utc};
@@ -341,14 +341,7 @@ impl Network {
     fn authenticate(&mut self, by: usize, of: usize) -> Result<(), SimulateError> {
         self.tick();
         let key = self.nodes[of].key.clone();
-        self.input(
-            by,
-            Input::Manual {
-                owner: key.owner,
-                authenticate: vec![key.key],
-                distrust: vec![],
-            },
-        )?;
+        self.input(by, Input::manual(key, DecisionKind::Trust))?;
         self.run()
     }
 

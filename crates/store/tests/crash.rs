@@ -10,8 +10,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use atm_engine::{
-    Config, DecisionTimes, Engine, Input, KeyId, KeyRecord, KeyRef, MemoryStore, Received,
-    TrustMessage, TrustStore,
+    Config, DecisionKind, DecisionTimes, Engine, Input, KeyId, KeyRecord, KeyRef, MemoryStore,
+    Received, TrustMessage, TrustStore,
 };
 use atm_store::SqliteTrustStore;
 use chrono::{DateTime, Duration, Utc};
@@ -52,8 +52,8 @@ fn stream() -> Vec<Input> {
             let target = key(r % 6, (r >> 8) % 4);
             match r % 4 {
                 0 => Input::KeysLearned { owner: target.owner, keys: vec![target.key] },
-                1 => Input::Manual { owner: target.owner, authenticate: vec![target.key], distrust: vec![] },
-                2 => Input::Manual { owner: target.owner, authenticate: vec![], distrust: vec![target.key] },
+                1 => Input::manual(target, DecisionKind::Trust),
+                2 => Input::manual(target, DecisionKind::Distrust),
                 _ => {
                     let sender = key(target.owner.as_str().as_bytes()[4] as u64 - b'0' as u64, (r >> 16) % 4);
                     let tag = if (r >> 20) % 3 == 0 { "distrust" } else { "trust" };

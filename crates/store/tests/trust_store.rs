@@ -75,20 +75,12 @@ fn input(op: &Op, clock: i64) -> Option<Input> {
             }
         }
         Op::Manual(o, k, authenticate) => {
-            let k = key(*o, *k);
-            if *authenticate {
-                Input::Manual {
-                    owner: k.owner,
-                    authenticate: vec![k.key],
-                    distrust: vec![],
-                }
+            let kind = if *authenticate {
+                DecisionKind::Trust
             } else {
-                Input::Manual {
-                    owner: k.owner,
-                    authenticate: vec![],
-                    distrust: vec![k.key],
-                }
-            }
+                DecisionKind::Distrust
+            };
+            Input::manual(key(*o, *k), kind)
         }
         Op::Receive {
             sender,

@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 
 use atm_engine::{
-    Config, DecisionTimes, Effect, Engine, Input, KeyId, KeyRef, MemoryStore, Outgoing, Policy,
-    Propagation, Received, TrustLevel, TrustMessage,
+    Config, DecisionKind, DecisionTimes, Effect, Engine, Input, KeyId, KeyRef, MemoryStore,
+    Outgoing, Policy, Propagation, Received, TrustLevel, TrustMessage,
 };
 use chrono::{DateTime, Duration, Utc};
 
@@ -140,19 +140,12 @@ impl Net {
         for name in of {
             let key = self.key(name);
             self.tick();
-            let input = if authenticate {
-                Input::Manual {
-                    owner: key.owner,
-                    authenticate: vec![key.key],
-                    distrust: vec![],
-                }
+            let kind = if authenticate {
+                DecisionKind::Trust
             } else {
-                Input::Manual {
-                    owner: key.owner,
-                    authenticate: vec![],
-                    distrust: vec![key.key],
-                }
+                DecisionKind::Distrust
             };
+            let input = Input::manual(key, kind);
             all.extend(self.input(at, input));
             self.run();
         }
