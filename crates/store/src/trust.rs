@@ -335,6 +335,7 @@ impl SqliteTrustStore {
                 .execute(params![scope, sender.owner.as_str(), sender.key.as_bytes()])?;
         }
         for p in &changes.postpone {
+            let (seconds, nanos) = time_parts(p.decision.time);
             connection
                 .prepare_cached(
                     "INSERT INTO trust_postponed (scope, sender_owner, sender_key, owner, key, kind, time_s, time_ns) \
@@ -349,63 +350,33 @@ impl SqliteTrustStore {
                     p.decision.target.owner.as_str(),
                     p.decision.target.key.as_bytes(),
                     kind_text(p.decision.kind),
-                    time_parts(p.decision.time).0,
-                    time_parts(p.decision.time).1
+                    seconds,
+                    nanos
                 ])?;
         }
         for target in &changes.unpend {
-            connection
-                .prepare_cached(
-                    "DELETE FROM trust_pending WHERE scope = ?1 AND owner = ?2 AND key = ?3",
-                )?
-                .execute(params![scope, target.owner.as_str(), target.key.as_bytes()])?;
+            delete_decision(connection, Waiting::Pending, scope, target)?;
         }
         for p in &changes.pending {
-            connection
-                .prepare_cached(
-                    "INSERT INTO trust_pending (scope, owner, key, sender_owner, sender_key, kind, time_s, time_ns) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                     ON CONFLICT (scope, owner, key) DO UPDATE SET sender_owner = excluded.sender_owner, \
-                     sender_key = excluded.sender_key, kind = excluded.kind, time_s = excluded.time_s, \
-                     time_ns = excluded.time_ns",
-                )?
-                .execute(params![
-                    scope,
-                    p.decision.target.owner.as_str(),
-                    p.decision.target.key.as_bytes(),
-                    p.sender.as_ref().map(|s| s.owner.as_str().to_owned()),
-                    p.sender.as_ref().map(|s| s.key.as_bytes().to_vec()),
-                    kind_text(p.decision.kind),
-                    time_parts(p.decision.time).0,
-                    time_parts(p.decision.time).1
-                ])?;
+            upsert_decision(
+                connection,
+                Waiting::Pending,
+                scope,
+                p.sender.as_ref(),
+                &p.decision,
+            )?;
         }
         for target in &changes.unconfirm {
-            connection
-                .prepare_cached(
-                    "DELETE FROM trust_confirmation WHERE scope = ?1 AND owner = ?2 AND key = ?3",
-                )?
-                .execute(params![scope, target.owner.as_str(), target.key.as_bytes()])?;
+            delete_decision(connection, Waiting::Confirmation, scope, target)?;
         }
         for c in &changes.confirm {
-            connection
-                .prepare_cached(
-                    "INSERT INTO trust_confirmation (scope, owner, key, sender_owner, sender_key, kind, time_s, time_ns) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                     ON CONFLICT (scope, owner, key) DO UPDATE SET sender_owner = excluded.sender_owner, \
-                     sender_key = excluded.sender_key, kind = excluded.kind, time_s = excluded.time_s, \
-                     time_ns = excluded.time_ns",
-                )?
-                .execute(params![
-                    scope,
-                    c.decision.target.owner.as_str(),
-                    c.decision.target.key.as_bytes(),
-                    c.sender.owner.as_str(),
-                    c.sender.key.as_bytes(),
-                    kind_text(c.decision.kind),
-                    time_parts(c.decision.time).0,
-                    time_parts(c.decision.time).1
-                ])?;
+            upsert_decision(
+                connection,
+                Waiting::Confirmation,
+                scope,
+                Some(&c.sender),
+                &c.decision,
+            )?;
         }
         if let Some(policy) = changes.policy {
             connection
@@ -414,6 +385,83 @@ impl SqliteTrustStore {
         }
         Ok(())
     }
+}
+
+/// The two tables of decisions kept one per target key: pending (waiting for
+/// the key) and confirmation (waiting for the user). Same columns.
+#[derive(Clone, Copy)]
+enum Waiting {
+    Pending,
+    Confirmation,
+}
+
+impl Waiting {
+    fn upsert_sql(self) -> &'static str {
+        match self {
+            Waiting::Pending => {
+                "INSERT INTO trust_pending (scope, owner, key, sender_owner, sender_key, kind, time_s, time_ns) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (scope, owner, key) DO UPDATE SET sender_owner = excluded.sender_owner, \
+                 sender_key = excluded.sender_key, kind = excluded.kind, time_s = excluded.time_s, \
+                 time_ns = excluded.time_ns"
+            }
+            Waiting::Confirmation => {
+                "INSERT INTO trust_confirmation (scope, owner, key, sender_owner, sender_key, kind, time_s, time_ns) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (scope, owner, key) DO UPDATE SET sender_owner = excluded.sender_owner, \
+                 sender_key = excluded.sender_key, kind = excluded.kind, time_s = excluded.time_s, \
+                 time_ns = excluded.time_ns"
+            }
+        }
+    }
+
+    fn delete_sql(self) -> &'static str {
+        match self {
+            Waiting::Pending => {
+                "DELETE FROM trust_pending WHERE scope = ?1 AND owner = ?2 AND key = ?3"
+            }
+            Waiting::Confirmation => {
+                "DELETE FROM trust_confirmation WHERE scope = ?1 AND owner = ?2 AND key = ?3"
+            }
+        }
+    }
+}
+
+/// Inserts or replaces the waiting decision about `decision.target`.
+fn upsert_decision(
+    connection: &rusqlite::Connection,
+    table: Waiting,
+    scope: i64,
+    sender: Option<&KeyRef>,
+    decision: &Decision,
+) -> rusqlite::Result<()> {
+    let (seconds, nanos) = time_parts(decision.time);
+    connection
+        .prepare_cached(table.upsert_sql())?
+        .execute(params![
+            scope,
+            decision.target.owner.as_str(),
+            decision.target.key.as_bytes(),
+            sender.map(|s| s.owner.as_str()),
+            sender.map(|s| s.key.as_bytes()),
+            kind_text(decision.kind),
+            seconds,
+            nanos
+        ])?;
+    Ok(())
+}
+
+/// Deletes the waiting decision about `target`.
+fn delete_decision(
+    connection: &rusqlite::Connection,
+    table: Waiting,
+    scope: i64,
+    target: &KeyRef,
+) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached(table.delete_sql())?
+        .execute(params![scope, target.owner.as_str(), target.key.as_bytes()])?;
+    Ok(())
 }
 
 impl TrustStore for SqliteTrustStore {
