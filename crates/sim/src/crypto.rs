@@ -12,7 +12,6 @@ use atm_omemo::elements::Encrypted;
 use atm_tm::BareJid;
 use chrono::{DateTime, Utc};
 use minidom::Element;
-use sha2::{Digest, Sha256};
 
 /// A device of the simulated network (an endpoint's, or an outside sender's).
 pub struct SimDevice {
@@ -25,12 +24,7 @@ pub struct SimDevice {
 }
 
 fn seeded(label: &str, name: &str) -> DeterministicRandom {
-    let mut hash = Sha256::new();
-    hash.update(b"atm-rs sim omemo\0");
-    hash.update(label.as_bytes());
-    hash.update([0]);
-    hash.update(name.as_bytes());
-    DeterministicRandom::new(hash.finalize().into())
+    DeterministicRandom::new(crate::keys::seed(b"atm-rs sim omemo\0", label, name))
 }
 
 impl SimDevice {

@@ -3,13 +3,19 @@
 use atm_tm::KeyId;
 use sha2::{Digest, Sha256};
 
-fn derive(label: &str, name: &str) -> KeyId {
+/// 32 bytes derived from a purpose (`domain`), a label and a name: every
+/// deterministic key and seed of the simulated network comes from here.
+pub(crate) fn seed(domain: &[u8], label: &str, name: &str) -> [u8; 32] {
     let mut hash = Sha256::new();
-    hash.update(b"atm-rs sim key\0");
+    hash.update(domain);
     hash.update(label.as_bytes());
     hash.update([0]);
     hash.update(name.as_bytes());
-    let bytes: [u8; 32] = hash.finalize().into();
+    hash.finalize().into()
+}
+
+fn derive(label: &str, name: &str) -> KeyId {
+    let bytes = seed(b"atm-rs sim key\0", label, name);
     KeyId::from_bytes(bytes.to_vec()).unwrap_or_else(|_| unreachable!("32 bytes"))
 }
 
