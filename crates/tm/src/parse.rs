@@ -149,8 +149,8 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
             Token::Start {
                 namespace: ns,
                 name,
-                attributes: attrs,
             } => {
+                let attrs = reader.attributes();
                 let off = start;
                 let at = || loc(off);
                 depth += 1;
@@ -177,15 +177,14 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
                         let at = at();
                         check_attrs(
                             "trust-message",
-                            plain_attrs(&attrs),
+                            plain_attrs(attrs),
                             &["usage", "encryption"],
                             at,
                         )?;
-                        let usage =
-                            namespace_value("usage", attr(&attrs, "usage"), Usage::new, at)?;
+                        let usage = namespace_value("usage", attr(attrs, "usage"), Usage::new, at)?;
                         let encryption = namespace_value(
                             "encryption",
-                            attr(&attrs, "encryption"),
+                            attr(attrs, "encryption"),
                             Encryption::new,
                             at,
                         )?;
@@ -196,9 +195,9 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
                     State::InRoot if name == "key-owner" => {
                         // Positions are computed only on error: each costs a
                         // scan from the start of the input.
-                        check_attrs("key-owner", plain_attrs(&attrs), &["jid"], none)
+                        check_attrs("key-owner", plain_attrs(attrs), &["jid"], none)
                             .map_err(|e| locate(e, at()))?;
-                        let Some(jid) = attr(&attrs, "jid") else {
+                        let Some(jid) = attr(attrs, "jid") else {
                             return Err(ParseError::MissingAttribute {
                                 element: "key-owner",
                                 attribute: "jid",
@@ -214,7 +213,7 @@ pub(crate) fn parse_str(input: &str, limits: &Limits) -> Result<TrustMessage, Pa
                         let owner_off = *owner_off;
                         let kind = key_kind(name).unwrap_or(KeyKind::Trust);
                         if !attrs.is_empty() {
-                            check_attrs(kind.element_name(), plain_attrs(&attrs), &[], at())?;
+                            check_attrs(kind.element_name(), plain_attrs(attrs), &[], at())?;
                         }
                         builder.count_key(none).map_err(|e| locate(e, at()))?;
                         state = State::InKey(kind, off, owner_off, Cow::Borrowed(""));
