@@ -1,6 +1,8 @@
 //! Key identifiers: raw bytes, Base64 in elements, Base16 (hex) in URIs.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -31,17 +33,49 @@ pub enum KeyIdError {
 /// assert_eq!(k.to_base64(), "aFABnX7Q");
 /// assert_eq!(k.to_hex(), "6850019d7ed0");
 /// ```
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KeyId(Vec<u8>);
+///
+/// Identifiers of up to 32 bytes (every OMEMO 2 key) are stored inline,
+/// without a heap allocation. Equality, order and hashing are those of the
+/// bytes.
+#[derive(Clone)]
+pub struct KeyId(Repr);
+
+/// Longest identifier stored inline.
+const INLINE: usize = 32;
+
+#[derive(Clone)]
+enum Repr {
+    /// `bytes[..len]`, `1 <= len <= INLINE`.
+    Inline { len: u8, bytes: [u8; INLINE] },
+    /// Longer identifiers.
+    Heap(Box<[u8]>),
+}
 
 impl KeyId {
     /// Wraps raw bytes. Empty input is refused.
     pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Result<Self, KeyIdError> {
         let bytes = bytes.into();
+        if bytes.len() > INLINE {
+            return Ok(KeyId(Repr::Heap(bytes.into_boxed_slice())));
+        }
+        Self::from_slice(&bytes)
+    }
+
+    /// Copies raw bytes. Empty input is refused.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, KeyIdError> {
         if bytes.is_empty() {
             return Err(KeyIdError::Empty);
         }
-        Ok(KeyId(bytes))
+        if bytes.len() > INLINE {
+            return Ok(KeyId(Repr::Heap(bytes.into())));
+        }
+        let mut inline = [0u8; INLINE];
+        inline[..bytes.len()].copy_from_slice(bytes);
+        Ok(KeyId(Repr::Inline {
+            // At most INLINE (32), so it fits.
+            len: bytes.len() as u8,
+            bytes: inline,
+        }))
     }
 
     /// Reads canonical, padded standard Base64 (RFC 4648 §4). No whitespace
@@ -50,12 +84,12 @@ impl KeyId {
         if text.is_empty() {
             return Err(KeyIdError::Empty);
         }
-        // Keys are short: decode on the stack, then allocate the exact size.
-        let mut buffer = [0u8; 96];
-        if text.len() <= 128 {
-            if let Ok(n) = STANDARD.decode_slice(text, &mut buffer) {
-                return Self::from_bytes(buffer[..n].to_vec());
-            }
+        // Keys are short: decode on the stack. Anything the fast decoder does
+        // not take (errors, long keys) goes to the base64 crate, which has
+        // the last word and the error messages.
+        let mut buffer = [0u8; INLINE];
+        if let Some(n) = decode_canonical(text.as_bytes(), &mut buffer) {
+            return Self::from_slice(&buffer[..n]);
         }
         let bytes = STANDARD
             .decode(text)
@@ -83,24 +117,30 @@ impl KeyId {
 
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Heap(bytes) => bytes,
+        }
     }
 
     /// Consumes the identifier, giving its bytes.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.0
+        match self.0 {
+            Repr::Inline { .. } => self.as_bytes().to_vec(),
+            Repr::Heap(bytes) => bytes.into_vec(),
+        }
     }
 
     /// Standard padded Base64, as written in `<trust>`/`<distrust>`.
     pub fn to_base64(&self) -> String {
-        STANDARD.encode(&self.0)
+        STANDARD.encode(self.as_bytes())
     }
 
     /// Lower-case Base16, as written in Trust Message URIs.
     pub fn to_hex(&self) -> String {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(self.0.len() * 2);
-        for b in &self.0 {
+        let mut s = String::with_capacity(self.as_bytes().len() * 2);
+        for b in self.as_bytes() {
             s.push(char::from(DIGITS[usize::from(b >> 4)]));
             s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
         }
@@ -109,8 +149,70 @@ impl KeyId {
 
     /// Appends the Base64 form to `out` without an intermediate allocation.
     pub(crate) fn write_base64(&self, out: &mut String) {
-        STANDARD.encode_string(&self.0, out);
+        STANDARD.encode_string(self.as_bytes(), out);
     }
+}
+
+/// The 6-bit value of each standard Base64 character (RFC 4648 §4), or
+/// [`NOT_BASE64`].
+const BASE64_VALUE: [u8; 256] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut table = [NOT_BASE64; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+const NOT_BASE64: u8 = 0xFF;
+
+/// Decodes canonical, padded standard Base64 (what the base64 crate's
+/// `STANDARD` engine accepts: length a multiple of 4, `=` only as the final
+/// padding, no bits set after the last byte) into `out`. `None` if the text
+/// is not such Base64 or does not fit.
+fn decode_canonical(text: &[u8], out: &mut [u8]) -> Option<usize> {
+    if text.is_empty() || !text.len().is_multiple_of(4) || text.len() / 4 * 3 > out.len() + 2 {
+        return None;
+    }
+    let value = |c: u8| u32::from(BASE64_VALUE[usize::from(c)]);
+    let (body, last) = text.split_at(text.len() - 4);
+    let mut n = 0;
+    for quad in body.chunks_exact(4) {
+        let (a, b, c, d) = (
+            value(quad[0]),
+            value(quad[1]),
+            value(quad[2]),
+            value(quad[3]),
+        );
+        if (a | b | c | d) & 0x80 != 0 {
+            return None;
+        }
+        let bits = a << 18 | b << 12 | c << 6 | d;
+        out.get_mut(n..n + 3)?
+            .copy_from_slice(&bits.to_be_bytes()[1..]);
+        n += 3;
+    }
+    let (a, b) = (value(last[0]), value(last[1]));
+    let (c, d) = match (last[2], last[3]) {
+        (b'=', b'=') => (0, 0),
+        (c, b'=') => (value(c), 0),
+        (c, d) => (value(c), value(d)),
+    };
+    if (a | b | c | d) & 0x80 != 0 {
+        return None;
+    }
+    let bits = a << 18 | b << 12 | c << 6 | d;
+    let bytes = &bits.to_be_bytes()[1..];
+    let take = match (last[2], last[3]) {
+        (b'=', b'=') if b & 0x0f == 0 => 1,
+        (b'=', _) => return None,
+        (_, b'=') if c & 0x03 == 0 => 2,
+        (_, b'=') => return None,
+        _ => 3,
+    };
+    out.get_mut(n..n + take)?.copy_from_slice(&bytes[..take]);
+    Some(n + take)
 }
 
 fn bad_hex(text: &str, at: usize) -> KeyIdError {
@@ -139,9 +241,35 @@ impl fmt::Debug for KeyId {
     }
 }
 
+impl PartialEq for KeyId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for KeyId {}
+
+impl PartialOrd for KeyId {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for KeyId {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl Hash for KeyId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
 impl AsRef<[u8]> for KeyId {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
@@ -155,13 +283,13 @@ impl TryFrom<Vec<u8>> for KeyId {
 impl TryFrom<&[u8]> for KeyId {
     type Error = KeyIdError;
     fn try_from(v: &[u8]) -> Result<Self, KeyIdError> {
-        Self::from_bytes(v.to_vec())
+        Self::from_slice(v)
     }
 }
 
 impl From<[u8; 32]> for KeyId {
     fn from(v: [u8; 32]) -> Self {
-        KeyId(v.to_vec())
+        KeyId(Repr::Inline { len: 32, bytes: v })
     }
 }
 
@@ -196,6 +324,76 @@ mod tests {
             Err(KeyIdError::Base64(_))
         ));
         assert_eq!(KeyId::from_bytes(Vec::new()), Err(KeyIdError::Empty));
+    }
+
+    #[test]
+    fn inline_and_heap_are_the_same_bytes() {
+        for len in [1, 31, 32, 33, 64] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let k = KeyId::from_bytes(bytes.clone()).unwrap();
+            assert_eq!(k.as_bytes(), &bytes[..]);
+            assert_eq!(KeyId::from_slice(&bytes).unwrap(), k);
+            assert_eq!(KeyId::from_base64(&k.to_base64()).unwrap(), k);
+            assert_eq!(k.clone().into_bytes(), bytes);
+        }
+        // Order and equality are those of the bytes, whatever the storage.
+        let short = KeyId::from_slice(&[1; 32]).unwrap();
+        let long = KeyId::from_slice(&[1; 33]).unwrap();
+        assert!(short < long);
+        assert_ne!(short, long);
+        let mut a = std::collections::hash_map::DefaultHasher::new();
+        let mut b = a.clone();
+        short.hash(&mut a);
+        [1u8; 32][..].hash(&mut b);
+        assert_eq!(a.finish(), b.finish());
+    }
+
+    /// The fast decoder accepts exactly what the base64 crate accepts, with
+    /// the same bytes (for outputs that fit its buffer; empty text is not a
+    /// key).
+    #[test]
+    fn fast_base64_agrees_with_the_crate() {
+        let alphabet = b"AQgw+/=9a_ -";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut texts: Vec<Vec<u8>> = Vec::new();
+        // Every text of up to 8 characters over a small alphabet that covers
+        // each case: padding placement, trailing bits, foreign characters.
+        for len in 0..=8u32 {
+            for _ in 0..4000 {
+                let t = (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect();
+                texts.push(t);
+            }
+        }
+        // Real encodings of 0 to 40 bytes, and one-character mutations.
+        for len in 0..=40usize {
+            for _ in 0..50 {
+                let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                let mut t = STANDARD.encode(&bytes).into_bytes();
+                texts.push(t.clone());
+                if !t.is_empty() {
+                    let at = (next() % t.len() as u64) as usize;
+                    t[at] = alphabet[(next() % alphabet.len() as u64) as usize];
+                    texts.push(t);
+                }
+            }
+        }
+        for text in texts {
+            let mut out = [0u8; INLINE];
+            let ours = decode_canonical(&text, &mut out).map(|n| out[..n].to_vec());
+            let theirs = STANDARD
+                .decode(&text)
+                .ok()
+                .filter(|b| !b.is_empty() && b.len() <= INLINE);
+            assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(&text));
+        }
     }
 
     #[test]
