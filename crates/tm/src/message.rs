@@ -1,7 +1,9 @@
 //! The `<trust-message/>` element: types, limits, validation and
 //! serialization.
 
-use rustc_hash::FxHashMap as HashMap;
+use std::hash::BuildHasher as _;
+
+use rustc_hash::{FxBuildHasher, FxHashMap as HashMap};
 
 use jid::BareJid;
 
@@ -262,12 +264,17 @@ impl From<&TrustMessage> for minidom::Element {
     }
 }
 
+fn jid_hash(jid: &BareJid) -> u64 {
+    FxBuildHasher.hash_one(jid.as_str())
+}
+
 /// Accumulates a trust message while enforcing limits, merging and
 /// deduplication; shared by the text and the element readers.
 pub(crate) struct Builder<'l> {
     limits: &'l Limits,
     owners: Vec<KeyOwner>,
-    by_jid: HashMap<BareJid, usize>,
+    /// Indices into `owners`, by JID (the JIDs are not copied).
+    by_jid: hashbrown::HashTable<usize>,
     /// For owners with many keys: owner index → key → kind (small owners are
     /// checked by a scan of their lists, which allocates nothing).
     large: HashMap<usize, HashMap<KeyId, KeyKind>>,
@@ -288,7 +295,7 @@ impl<'l> Builder<'l> {
         Builder {
             limits,
             owners: Vec::with_capacity(owners),
-            by_jid: HashMap::with_capacity_and_hasher(owners, Default::default()),
+            by_jid: hashbrown::HashTable::with_capacity(owners),
             large: HashMap::default(),
             owner_elements: 0,
             keys: 0,
@@ -316,12 +323,19 @@ impl<'l> Builder<'l> {
             });
         }
         let bare = parsed.into_bare();
-        let idx = match self.by_jid.get(&bare) {
-            Some(i) => *i,
+        let owners = &self.owners;
+        let hash = jid_hash(&bare);
+        let found = self
+            .by_jid
+            .find(hash, |&i| owners.get(i).is_some_and(|o| o.jid == bare));
+        let idx = match found {
+            Some(&i) => i,
             None => {
-                self.owners.push(KeyOwner::new(bare.clone()));
-                self.by_jid.insert(bare, self.owners.len() - 1);
-                self.owners.len() - 1
+                let i = owners.len();
+                self.by_jid
+                    .insert_unique(hash, i, |&i| owners.get(i).map_or(0, |o| jid_hash(&o.jid)));
+                self.owners.push(KeyOwner::new(bare));
+                i
             }
         };
         self.current = Some((idx, at, 0));
