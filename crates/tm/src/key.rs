@@ -175,44 +175,39 @@ fn decode_canonical(text: &[u8], out: &mut [u8]) -> Option<usize> {
     if text.is_empty() || !text.len().is_multiple_of(4) || text.len() / 4 * 3 > out.len() + 2 {
         return None;
     }
-    let value = |c: u8| u32::from(BASE64_VALUE[usize::from(c)]);
     let (body, last) = text.split_at(text.len() - 4);
     let mut n = 0;
     for quad in body.chunks_exact(4) {
-        let (a, b, c, d) = (
-            value(quad[0]),
-            value(quad[1]),
-            value(quad[2]),
-            value(quad[3]),
-        );
-        if (a | b | c | d) & 0x80 != 0 {
-            return None;
-        }
-        let bits = a << 18 | b << 12 | c << 6 | d;
-        out.get_mut(n..n + 3)?
-            .copy_from_slice(&bits.to_be_bytes()[1..]);
+        let bytes = decode_quad(quad[0], quad[1], quad[2], quad[3])?;
+        out.get_mut(n..n + 3)?.copy_from_slice(&bytes);
         n += 3;
     }
-    let (a, b) = (value(last[0]), value(last[1]));
-    let (c, d) = match (last[2], last[3]) {
-        (b'=', b'=') => (0, 0),
-        (c, b'=') => (value(c), 0),
-        (c, d) => (value(c), value(d)),
+    // The final quad: its padding says how many bytes it holds, and the bits
+    // after the last of them must be zero (canonical form).
+    let (take, unused) = match (last[2], last[3]) {
+        (b'=', b'=') => (1, BASE64_VALUE[usize::from(last[1])] & 0x0f),
+        (b'=', _) => return None,
+        (c, b'=') => (2, BASE64_VALUE[usize::from(c)] & 0x03),
+        _ => (3, 0),
     };
+    let pad = |c: u8| if c == b'=' { b'A' } else { c };
+    let bytes = decode_quad(last[0], last[1], pad(last[2]), pad(last[3]))?;
+    if unused != 0 {
+        return None;
+    }
+    out.get_mut(n..n + take)?.copy_from_slice(&bytes[..take]);
+    Some(n + take)
+}
+
+/// Four Base64 characters as three bytes; `None` if one is not Base64.
+fn decode_quad(a: u8, b: u8, c: u8, d: u8) -> Option<[u8; 3]> {
+    let value = |c: u8| u32::from(BASE64_VALUE[usize::from(c)]);
+    let (a, b, c, d) = (value(a), value(b), value(c), value(d));
     if (a | b | c | d) & 0x80 != 0 {
         return None;
     }
-    let bits = a << 18 | b << 12 | c << 6 | d;
-    let bytes = &bits.to_be_bytes()[1..];
-    let take = match (last[2], last[3]) {
-        (b'=', b'=') if b & 0x0f == 0 => 1,
-        (b'=', _) => return None,
-        (_, b'=') if c & 0x03 == 0 => 2,
-        (_, b'=') => return None,
-        _ => 3,
-    };
-    out.get_mut(n..n + take)?.copy_from_slice(&bytes[..take]);
-    Some(n + take)
+    let [_, x, y, z] = (a << 18 | b << 12 | c << 6 | d).to_be_bytes();
+    Some([x, y, z])
 }
 
 fn bad_hex(text: &str, at: usize) -> KeyIdError {
