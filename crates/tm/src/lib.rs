@@ -41,3 +41,14 @@ pub use uri::{TrustUri, UriError};
 
 /// The bare JID type used for key owners (re-exported from `jid`).
 pub use jid::BareJid;
+
+/// A deterministic xorshift generator for the unit tests' generated inputs.
+#[cfg(test)]
+fn test_rng(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
