@@ -105,8 +105,12 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
             }
             let to_own = recipient.owner == own_jid;
             let entry = needs.entry(recipient.clone()).or_default();
+            // A key authenticated again after a distrust is also told so,
+            // which asks it to sync back what it said meanwhile.
+            let about_itself = txn.reauthenticated.contains(&recipient);
             for (key, _) in &decided {
-                if *key != recipient && (to_own || key.owner == own_jid) {
+                let itself = *key == recipient;
+                if (itself && about_itself) || (!itself && (to_own || key.owner == own_jid)) {
                     entry.insert(key.clone());
                 }
             }
