@@ -11,8 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::io::{Cause, Config, Effect, EngineError, IgnoreReason, Input, Received};
 use crate::level::{DecisionKind, KeyMode, Policy, TrustLevel};
 use crate::store::{
-    Changeset, Confirmation, Decision, KeyRecord, KeyRef, Pending, Postponed, Statement,
-    TrustStore,
+    Changeset, Confirmation, Decision, KeyRecord, KeyRef, Pending, Postponed, Statement, TrustStore,
 };
 
 type Result<T, S> = std::result::Result<T, EngineError<<S as TrustStore>::Error>>;
@@ -212,7 +211,8 @@ pub(crate) struct Txn<'a, S: TrustStore> {
 /// The newest of two decisions: the later time, and at equal times a
 /// distrust.
 fn newer(a: &Decision, b: &Decision) -> bool {
-    a.time > b.time || (a.time == b.time && a.kind == DecisionKind::Distrust && b.kind == DecisionKind::Trust)
+    a.time > b.time
+        || (a.time == b.time && a.kind == DecisionKind::Distrust && b.kind == DecisionKind::Trust)
 }
 
 impl<'a, S: TrustStore> Txn<'a, S> {
@@ -329,7 +329,11 @@ impl<'a, S: TrustStore> Txn<'a, S> {
 
     /// The statement of `source` about `target`, with this input's writes.
     fn statement(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Statement>, S> {
-        if let Some(written) = self.statement_overlay.get(target).and_then(|m| m.get(source)) {
+        if let Some(written) = self
+            .statement_overlay
+            .get(target)
+            .and_then(|m| m.get(source))
+        {
             return Ok(written.clone());
         }
         Ok(self
@@ -377,7 +381,10 @@ impl<'a, S: TrustStore> Txn<'a, S> {
     /// `true` if `owner` has, or ever had, an authenticated key.
     fn had_authenticated(&mut self, owner: &BareJid) -> Result<bool, S> {
         if self.authenticated_owners.contains(owner)
-            || self.store.had_authenticated(owner).map_err(EngineError::Store)?
+            || self
+                .store
+                .had_authenticated(owner)
+                .map_err(EngineError::Store)?
         {
             return Ok(true);
         }
@@ -507,9 +514,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 let target = KeyRef::new(owner.jid.clone(), key.clone());
                 if self.is_own(&target) {
                     // A peer that authenticated this endpoint again after a
-                    // distrust asks for everything it missed.
-                    if authenticated && kind == DecisionKind::Trust && !self.syncs.contains(&sender)
-                    {
+                    // distrust tells it so in a message for it alone, and
+                    // thereby asks for everything it missed.
+                    let request = authenticated
+                        && kind == DecisionKind::Trust
+                        && received.co_recipients.is_empty();
+                    if request && !self.syncs.contains(&sender) {
                         self.syncs.push(sender.clone());
                     }
                     continue;
@@ -580,7 +590,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                     pending.stamp,
                 )?;
             } else if let Some(sender) = pending.sender {
-                self.effects.push(Effect::PendingDropped { sender, count: 1 });
+                self.effects
+                    .push(Effect::PendingDropped { sender, count: 1 });
             }
         }
         self.settle()
@@ -664,9 +675,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
     ) {
         let before = self.overlay.get(key).copied().flatten();
         self.set(key, KeyRecord { level, time });
-        if level == TrustLevel::Authenticated && !self.authenticated_owners.contains(&key.owner) {
+        if level == TrustLevel::Authenticated {
             self.authenticated_owners.insert(key.owner.clone());
-            self.changes.authenticated_owners.push(key.owner.clone());
         }
         if before.map(|r| r.level) != Some(level) {
             self.effects.push(Effect::TrustChanged {
@@ -743,7 +753,14 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         if current.level == level && current.time == Some(decision.time) {
             return Ok(());
         }
-        self.decide(&target, current.level, decision.kind, decision.time, cause, source);
+        self.decide(
+            &target,
+            current.level,
+            decision.kind,
+            decision.time,
+            cause,
+            source,
+        );
         Ok(())
     }
 
@@ -793,7 +810,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         }
     }
 
-    fn store_pending(&mut self, decision: Decision, cause: Cause, stamp: DateTime<Utc>) -> Result<(), S> {
+    fn store_pending(
+        &mut self,
+        decision: Decision,
+        cause: Cause,
+        stamp: DateTime<Utc>,
+    ) -> Result<(), S> {
         let target = decision.target.clone();
         let previous = self.pending(&target)?;
         let newer = previous
@@ -838,9 +860,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         };
         self.pending_overlay
             .insert(target.clone(), Some(pending.clone()));
-        self.changes
-            .pending
-            .retain(|p| p.decision.target != target);
+        self.changes.pending.retain(|p| p.decision.target != target);
         self.changes.pending.push(pending);
         self.effects.push(Effect::Pending { sender, decision });
         Ok(())
@@ -885,7 +905,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
     /// correction itself, at a time that beats the void decision everywhere
     /// it was passed on (a trust voided with nothing else trusting the key
     /// becomes a distrust: only the distrusted key had vouched for it).
-    fn fall_back(&mut self, target: &KeyRef, voided: &Statement, speaker: &KeyRef) -> Result<(), S> {
+    fn fall_back(
+        &mut self,
+        target: &KeyRef,
+        voided: &Statement,
+        speaker: &KeyRef,
+    ) -> Result<(), S> {
         let Some(current) = self.get(target)? else {
             return Ok(());
         };
@@ -968,9 +993,10 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .map(|p| p.decision.target)
             .filter(|t| {
                 // Replaced in this input by another sender's decision?
-                self.pending_overlay
-                    .get(t)
-                    .is_none_or(|p| p.as_ref().is_some_and(|p| p.sender.as_ref() == Some(sender)))
+                self.pending_overlay.get(t).is_none_or(|p| {
+                    p.as_ref()
+                        .is_some_and(|p| p.sender.as_ref() == Some(sender))
+                })
             })
             .collect();
         for p in &self.changes.pending {
@@ -1201,7 +1227,11 @@ impl Postponer {
                 .postponed_oldest(&largest, 256)
                 .map_err(EngineError::Store)?
                 .into_iter()
-                .filter(|p| !txn.changes.evict.contains(&(p.sender.clone(), p.decision.target.clone())))
+                .filter(|p| {
+                    !txn.changes
+                        .evict
+                        .contains(&(p.sender.clone(), p.decision.target.clone()))
+                })
                 .collect();
         }
         let Some(victim) = self.evictable.pop_front() else {

@@ -123,6 +123,18 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
         }
         !keys.is_empty()
     });
+    let mut out = Vec::new();
+    // A key authenticated again gets a message of its own: one that carries
+    // the decision about the recipient itself and nobody else's needs is the
+    // request to sync back (see `receive`).
+    for recipient in std::mem::take(&mut txn.reauthenticated) {
+        if let Some(keys) = needs.remove(&recipient) {
+            let keys: Vec<KeyRef> = keys.into_iter().collect();
+            if let Some(m) = message(txn, recipient.owner.clone(), vec![recipient], &keys)? {
+                out.push(m);
+            }
+        }
+    }
     // Group by account: own endpoints, then one group per contact account.
     let mut groups: BTreeMap<BareJid, (Vec<KeyRef>, BTreeSet<KeyRef>)> = BTreeMap::new();
     for (recipient, keys) in needs {
@@ -149,7 +161,6 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
             }
         }
     }
-    let mut out = Vec::new();
     for (to, (recipients, keys)) in groups {
         let keys: Vec<KeyRef> = keys.into_iter().collect();
         if let Some(message) = message(txn, to, recipients, &keys)? {

@@ -134,9 +134,6 @@ pub struct Changeset {
     pub statements: Vec<Statement>,
     /// Statements deleted, as (target, source). Applied before `statements`.
     pub unstate: Vec<(KeyRef, KeyRef)>,
-    /// Owners that now have (had) an authenticated key: TOAKAFA remembers
-    /// them for good.
-    pub authenticated_owners: Vec<BareJid>,
     /// Confirmations to insert or replace (one per target).
     pub confirm: Vec<Confirmation>,
     /// Targets whose confirmation is deleted. Applied before `confirm`.
@@ -206,7 +203,8 @@ pub trait TrustStore {
     fn statements_from(&mut self, source: &KeyRef) -> Result<Vec<Statement>, Self::Error>;
 
     /// `true` if a key of `owner` was ever stored as authenticated (TOAKAFA's
-    /// "after first authentication").
+    /// "after first authentication"). A store remembers every owner of a key
+    /// row it committed at [`TrustLevel::Authenticated`], for good.
     fn had_authenticated(&mut self, owner: &BareJid) -> Result<bool, Self::Error>;
 
     /// The pending decision about a key not known yet.
@@ -309,7 +307,10 @@ impl TrustStore for MemoryStore {
         Ok(self.postponed.values().map(|m| m.len() as u64).sum())
     }
 
-    fn postponed_largest(&mut self, except: &BareJid) -> Result<Option<(BareJid, u64)>, Infallible> {
+    fn postponed_largest(
+        &mut self,
+        except: &BareJid,
+    ) -> Result<Option<(BareJid, u64)>, Infallible> {
         let mut counts: BTreeMap<&BareJid, u64> = BTreeMap::new();
         for (sender, m) in &self.postponed {
             if sender.owner != *except && !m.is_empty() {
@@ -415,6 +416,9 @@ impl TrustStore for MemoryStore {
                 .entry(key.owner.clone())
                 .or_default()
                 .insert(key.key.clone(), *record);
+            if record.level == TrustLevel::Authenticated {
+                self.authenticated_owners.insert(key.owner.clone());
+            }
         }
         for sender in &changes.release {
             self.postponed.remove(sender);
@@ -464,8 +468,6 @@ impl TrustStore for MemoryStore {
                 .or_default()
                 .insert(s.decision.target.clone());
         }
-        self.authenticated_owners
-            .extend(changes.authenticated_owners.iter().cloned());
         if let Some(policy) = changes.policy {
             self.policy = Some(policy);
         }

@@ -85,6 +85,7 @@ fn message(contacts: std::ops::Range<usize>, trust: bool, time: DateTime<Utc>) -
         sender: device.owner,
         sender_key: Some(device.key),
         time,
+        stamp: time,
         message: TrustMessage::parse(&xml).unwrap(),
         decision_times: DecisionTimes::default(),
         co_recipients: vec![],
