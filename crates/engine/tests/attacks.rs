@@ -287,7 +287,7 @@ fn a_revoked_devices_decision_about_an_unknown_key_is_dropped() {
             "A3",
             stamp,
             stamp,
-            message(&[("alice@example.org", &[thiefs_next.clone()], &[])]),
+            message(&[("alice@example.org", std::slice::from_ref(&thiefs_next), &[])]),
         )),
     );
     assert!(matches!(effects[..], [Effect::Pending { .. }]));
