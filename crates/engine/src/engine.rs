@@ -524,7 +524,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                     }
                     continue;
                 }
-                if target == sender && !own_key_shared {
+                if target == sender {
                     // A key's word about itself carries no information.
                     self_vouching = true;
                     continue;
