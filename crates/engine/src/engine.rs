@@ -186,11 +186,11 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     /// Changes to pass on, in order.
     pub changed: Vec<Change>,
     /// Keys newly authenticated by the user or by a released postponed
-    /// decision, or authenticated again after a distrust: they are sent what
-    /// they need (complete propagation).
+    /// decision, and senders that asked for a sync: they are sent what they
+    /// need (complete propagation).
     pub syncs: Vec<KeyRef>,
-    /// Keys authenticated again after a distrust: their sync also carries
-    /// the decision about themselves, which asks them to sync back.
+    /// Keys authenticated again after a distrust: if their word was dropped
+    /// meanwhile, they are asked to say it again.
     pub reauthenticated: BTreeSet<KeyRef>,
     /// Manual decisions, in order (literal XEP propagation).
     pub manual: Vec<(KeyRef, DecisionKind)>,
@@ -206,6 +206,8 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     /// Statements written in this input, by target then source (`None`:
     /// deleted).
     statement_overlay: HashMap<KeyRef, BTreeMap<KeyRef, Option<Statement>>>,
+    /// The targets of `statement_overlay`, by source.
+    statement_targets: HashMap<KeyRef, BTreeSet<KeyRef>>,
 }
 
 /// The newest of two decisions: the later time, and at equal times a
@@ -238,6 +240,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             pending_overlay: HashMap::default(),
             confirm_overlay: HashMap::default(),
             statement_overlay: HashMap::default(),
+            statement_targets: HashMap::default(),
         }
     }
 
@@ -353,8 +356,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .into_iter()
             .map(|s| (s.decision.target.clone(), s))
             .collect();
-        for (target, written) in &self.statement_overlay {
-            match written.get(source) {
+        for target in self.statement_targets.get(source).into_iter().flatten() {
+            match self
+                .statement_overlay
+                .get(target)
+                .and_then(|m| m.get(source))
+            {
                 Some(Some(s)) => {
                     all.insert(target.clone(), s.clone());
                 }
@@ -372,6 +379,10 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .entry(target.clone())
             .or_default()
             .insert(source.clone(), statement);
+        self.statement_targets
+            .entry(source.clone())
+            .or_default()
+            .insert(target.clone());
     }
 
     fn is_own(&self, key: &KeyRef) -> bool {
@@ -487,6 +498,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         if sender_level == Some(TrustLevel::ManuallyDistrusted) {
             self.effects
                 .push(Effect::Ignored(IgnoreReason::SenderDistrusted));
+            self.missed(&sender)?;
             return Ok(());
         }
         let authenticated = sender_level == Some(TrustLevel::Authenticated);
@@ -790,11 +802,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                     self.toakafa_owners.insert(target.owner.clone());
                     self.release_queue.push_back(target.clone());
                     if before == TrustLevel::ManuallyDistrusted {
-                        // Authenticated again: its word was dropped meanwhile;
-                        // a fresh exchange restores it (docs/propagation.md).
+                        // Authenticated again: if this endpoint dropped some
+                        // of its word meanwhile, it is asked to say it again
+                        // (docs/propagation.md, Re-authentication).
                         self.reauthenticated.insert(target.clone());
-                        self.syncs.push(target.clone());
-                    } else if released {
+                    }
+                    if released {
                         self.syncs.push(target.clone());
                     }
                 }
@@ -886,17 +899,39 @@ impl<'a, S: TrustStore> Txn<'a, S> {
     /// decisions are dropped, and what it said from `since` on is void (each
     /// key it decided then falls back to what the others said).
     fn revoke(&mut self, key: &KeyRef, since: DateTime<Utc>) -> Result<(), S> {
-        self.drop_postponed(key)?;
-        self.drop_pending(key)?;
+        let mut dropped = self.drop_postponed(key)? + self.drop_pending(key)?;
         for statement in self.statements_from(key)? {
             if statement.stamp < since {
                 continue;
             }
+            dropped += 1;
             let target = statement.decision.target.clone();
             self.write_statement(&target, key, None);
             self.fall_back(&target, &statement, key)?;
         }
+        if dropped > 0 {
+            self.missed(key)?;
+        }
         Ok(())
+    }
+
+    /// Notes that some word of `key` was dropped.
+    fn missed(&mut self, key: &KeyRef) -> Result<(), S> {
+        if !self.changes.missed.contains(key)
+            && !self.store.missed_word_of(key).map_err(EngineError::Store)?
+        {
+            self.changes.missed.push(key.clone());
+        }
+        Ok(())
+    }
+
+    /// `true` if some word of `key` was dropped and not asked for again.
+    pub fn was_missed(&mut self, key: &KeyRef) -> Result<bool, S> {
+        if self.changes.unmissed.contains(key) {
+            return Ok(false);
+        }
+        Ok(self.changes.missed.contains(key)
+            || self.store.missed_word_of(key).map_err(EngineError::Store)?)
     }
 
     /// `voided` (a statement of the distrusted `speaker`) is void. If it had
@@ -966,8 +1001,9 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         Ok(())
     }
 
-    /// Postponed decisions of a sender whose key is now distrusted are dropped.
-    fn drop_postponed(&mut self, sender: &KeyRef) -> Result<(), S> {
+    /// Postponed decisions of a sender whose key is now distrusted are
+    /// dropped; returns how many.
+    fn drop_postponed(&mut self, sender: &KeyRef) -> Result<usize, S> {
         let mut count = self.take_postponed(sender)?.len();
         let before = self.changes.postpone.len();
         self.changes.postpone.retain(|p| p.sender != *sender);
@@ -978,13 +1014,13 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 count,
             });
         }
-        Ok(())
+        Ok(count)
     }
 
     /// Pending decisions of a sender whose key is now distrusted are dropped:
     /// a stolen device cannot pre-authorise keys that appear after its
-    /// revocation.
-    fn drop_pending(&mut self, sender: &KeyRef) -> Result<(), S> {
+    /// revocation. Returns how many.
+    fn drop_pending(&mut self, sender: &KeyRef) -> Result<usize, S> {
         let mut targets: BTreeSet<KeyRef> = self
             .store
             .pending_from(sender)
@@ -1005,7 +1041,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             }
         }
         if targets.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         self.changes
             .pending
@@ -1019,7 +1055,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             sender: sender.clone(),
             count,
         });
-        Ok(())
+        Ok(count)
     }
 
     /// The stored postponed decisions of `sender`, deleted in this input.

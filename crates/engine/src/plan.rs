@@ -97,24 +97,47 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
         }
     }
     let syncs = std::mem::take(&mut txn.syncs);
+    // Keys authenticated again whose word was dropped meanwhile: their sync
+    // also carries the decision about themselves, in a message of its own,
+    // which asks them to say again what they said (see `receive`).
+    let mut requests = BTreeSet::new();
+    for key in std::mem::take(&mut txn.reauthenticated) {
+        if txn.was_missed(&key)? {
+            txn.changes.unmissed.push(key.clone());
+            requests.insert(key);
+        }
+    }
     if !syncs.is_empty() {
         let decided = txn.keys_at(&[TrustLevel::Authenticated, TrustLevel::ManuallyDistrusted])?;
+        // What a contact's endpoint may use: decisions about our own keys.
+        let decided_own: Vec<&KeyRef> = decided
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.owner == own_jid)
+            .collect();
         for recipient in syncs {
             if txn.get(&recipient)?.map(|r| r.level) != Some(TrustLevel::Authenticated) {
                 continue;
             }
-            let to_own = recipient.owner == own_jid;
             let entry = needs.entry(recipient.clone()).or_default();
-            // A key authenticated again after a distrust is also told so,
-            // which asks it to sync back what it said meanwhile.
-            let about_itself = txn.reauthenticated.contains(&recipient);
-            for (key, _) in &decided {
-                let itself = *key == recipient;
-                if (itself && about_itself) || (!itself && (to_own || key.owner == own_jid)) {
-                    entry.insert(key.clone());
-                }
+            if recipient.owner == own_jid {
+                entry.extend(
+                    decided
+                        .iter()
+                        .map(|(k, _)| k)
+                        .filter(|k| **k != recipient)
+                        .cloned(),
+                );
+            } else {
+                entry.extend(decided_own.iter().map(|k| (*k).clone()));
             }
         }
+    }
+    for recipient in &requests {
+        needs
+            .entry(recipient.clone())
+            .or_default()
+            .insert(recipient.clone());
     }
     // A contact's endpoint only hears about its own account and ours.
     needs.retain(|recipient, keys| {
@@ -124,10 +147,7 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
         !keys.is_empty()
     });
     let mut out = Vec::new();
-    // A key authenticated again gets a message of its own: one that carries
-    // the decision about the recipient itself and nobody else's needs is the
-    // request to sync back (see `receive`).
-    for recipient in std::mem::take(&mut txn.reauthenticated) {
+    for recipient in requests {
         if let Some(keys) = needs.remove(&recipient) {
             let keys: Vec<KeyRef> = keys.into_iter().collect();
             if let Some(m) = message(txn, recipient.owner.clone(), vec![recipient], &keys)? {

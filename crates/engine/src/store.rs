@@ -130,6 +130,12 @@ pub struct Changeset {
     pub pending: Vec<Pending>,
     /// Targets whose pending decision is deleted. Applied before `pending`.
     pub unpend: Vec<KeyRef>,
+    /// Keys whose word this endpoint dropped (a message ignored because the
+    /// key was distrusted, its postponed, pending or void decisions): when
+    /// they are authenticated again, they are asked to say it again.
+    pub missed: Vec<KeyRef>,
+    /// Keys asked to say again what was dropped. Applied before `missed`.
+    pub unmissed: Vec<KeyRef>,
     /// Statements to insert or replace (one per target and source).
     pub statements: Vec<Statement>,
     /// Statements deleted, as (target, source). Applied before `statements`.
@@ -202,6 +208,10 @@ pub trait TrustStore {
     /// Every statement one source made.
     fn statements_from(&mut self, source: &KeyRef) -> Result<Vec<Statement>, Self::Error>;
 
+    /// `true` if this endpoint dropped some word of `key` since it last
+    /// asked it to say it again (see [`Changeset::missed`]).
+    fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, Self::Error>;
+
     /// `true` if a key of `owner` was ever stored as authenticated (TOAKAFA's
     /// "after first authentication"). A store remembers every owner of a key
     /// row it committed at [`TrustLevel::Authenticated`], for good.
@@ -238,6 +248,7 @@ pub struct MemoryStore {
     /// Statements by source, then target (the same rows).
     statements_by_source: HashMap<KeyRef, BTreeSet<KeyRef>>,
     authenticated_owners: HashSet<BareJid>,
+    missed: HashSet<KeyRef>,
     confirmations: BTreeMap<KeyRef, Confirmation>,
     policy: Option<Policy>,
 }
@@ -385,6 +396,10 @@ impl TrustStore for MemoryStore {
             .collect())
     }
 
+    fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, Infallible> {
+        Ok(self.missed.contains(key))
+    }
+
     fn had_authenticated(&mut self, owner: &BareJid) -> Result<bool, Infallible> {
         Ok(self.authenticated_owners.contains(owner))
     }
@@ -468,6 +483,10 @@ impl TrustStore for MemoryStore {
                 .or_default()
                 .insert(s.decision.target.clone());
         }
+        for key in &changes.unmissed {
+            self.missed.remove(key);
+        }
+        self.missed.extend(changes.missed.iter().cloned());
         if let Some(policy) = changes.policy {
             self.policy = Some(policy);
         }

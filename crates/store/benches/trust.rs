@@ -117,6 +117,7 @@ fn bench_alternating<S: TrustStore>(
         let time = DateTime::UNIX_EPOCH + chrono::Duration::seconds(i);
         if let Input::Received(r) = &mut input {
             r.time = time;
+            r.stamp = time;
         }
         let effects = engine.handle(input, time).unwrap();
         assert!(effects.len() >= expected, "{} effects", effects.len());

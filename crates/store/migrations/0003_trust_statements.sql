@@ -42,3 +42,12 @@ ALTER TABLE trust_pending ADD COLUMN stamp_ns INTEGER CHECK (stamp_ns BETWEEN 0 
 -- Pending decisions by sender (dropped when the sender is distrusted;
 -- counted per sender account).
 CREATE INDEX trust_pending_sender ON trust_pending (scope, sender_owner, sender_key);
+
+-- Keys whose word was dropped (ignored while they were distrusted, or their
+-- waiting or void decisions): asked to say it again when authenticated again.
+CREATE TABLE trust_missed (
+    scope INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    key BLOB NOT NULL,
+    PRIMARY KEY (scope, owner, key)
+) STRICT, WITHOUT ROWID;

@@ -34,12 +34,16 @@ pub struct SqliteTrustStore {
     /// Senders with postponed decisions: most keys have none, and asking is
     /// then free.
     postponed_senders: HashSet<KeyRef>,
+    /// Senders with pending decisions (as `postponed_senders`).
+    pending_senders: HashSet<KeyRef>,
     /// Statements by target, then source.
     statements: HashMap<KeyRef, BTreeMap<KeyRef, Statement>>,
     /// The targets of each source's statements.
     statement_targets: HashMap<KeyRef, HashSet<KeyRef>>,
     /// Owners that have had an authenticated key.
     authenticated_owners: HashSet<BareJid>,
+    /// Keys whose word was dropped.
+    missed: HashSet<KeyRef>,
 }
 
 /// A row of a waiting-decision table: sender, decision, stamp.
@@ -124,9 +128,11 @@ impl SqliteTrustStore {
             scope,
             keys: HashMap::new(),
             postponed_senders: HashSet::new(),
+            pending_senders: HashSet::new(),
             statements: HashMap::new(),
             statement_targets: HashMap::new(),
             authenticated_owners: HashSet::new(),
+            missed: HashSet::new(),
         };
         store.load_keys()?;
         store.load_postponed_senders()?;
@@ -241,6 +247,26 @@ impl SqliteTrustStore {
             );
             self.postponed_senders.insert(sender);
         }
+        let rows: Vec<(String, Vec<u8>)> = self
+            .database
+            .connection
+            .prepare(
+                "SELECT DISTINCT sender_owner, sender_key FROM trust_pending \
+                 WHERE scope = ?1 AND sender_owner IS NOT NULL",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params![self.scope], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.database.error(e))?;
+        for (owner, key) in rows {
+            let sender = KeyRef::new(
+                self.jid("trust_pending", &owner)?,
+                self.key_id("trust_pending", key)?,
+            );
+            self.pending_senders.insert(sender);
+        }
         Ok(())
     }
 
@@ -330,6 +356,23 @@ impl SqliteTrustStore {
         for owner in rows {
             let owner = self.jid("trust_owner_authenticated", &owner)?;
             self.authenticated_owners.insert(owner);
+        }
+        let rows: Vec<(String, Vec<u8>)> = self
+            .database
+            .connection
+            .prepare("SELECT owner, key FROM trust_missed WHERE scope = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params![self.scope], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.database.error(e))?;
+        for (owner, key) in rows {
+            let key = KeyRef::new(
+                self.jid("trust_missed", &owner)?,
+                self.key_id("trust_missed", key)?,
+            );
+            self.missed.insert(key);
         }
         Ok(())
     }
@@ -561,6 +604,21 @@ impl SqliteTrustStore {
             } else {
                 connection.prepare(&sql)?.execute(params)?;
             }
+        }
+        for key in &changes.unmissed {
+            connection
+                .prepare_cached(
+                    "DELETE FROM trust_missed WHERE scope = ?1 AND owner = ?2 AND key = ?3",
+                )?
+                .execute(params![scope, key.owner.as_str(), key.key.as_bytes()])?;
+        }
+        for key in &changes.missed {
+            connection
+                .prepare_cached(
+                    "INSERT INTO trust_missed (scope, owner, key) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (scope, owner, key) DO NOTHING",
+                )?
+                .execute(params![scope, key.owner.as_str(), key.key.as_bytes()])?;
         }
         let mut flagged: HashSet<&BareJid> = HashSet::new();
         for (key, record) in &changes.keys {
@@ -820,6 +878,9 @@ impl TrustStore for SqliteTrustStore {
     }
 
     fn pending_from(&mut self, sender: &KeyRef) -> Result<Vec<Pending>, StoreError> {
+        if !self.pending_senders.contains(sender) {
+            return Ok(Vec::new());
+        }
         let rows = self.decision_rows(
             "SELECT sender_owner, sender_key, owner, key, kind, time_s, time_ns, stamp_s, stamp_ns \
              FROM trust_pending WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3 ORDER BY owner, key",
@@ -862,6 +923,10 @@ impl TrustStore for SqliteTrustStore {
             .collect();
         out.sort_by(|a, b| a.decision.target.cmp(&b.decision.target));
         Ok(out)
+    }
+
+    fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, StoreError> {
+        Ok(self.missed.contains(key))
     }
 
     fn had_authenticated(&mut self, owner: &BareJid) -> Result<bool, StoreError> {
@@ -978,6 +1043,13 @@ impl TrustStore for SqliteTrustStore {
         for p in &changes.postpone {
             self.postponed_senders.insert(p.sender.clone());
         }
+        // A sender stays listed after its pending rows are deleted: the set
+        // only saves queries for senders that never had any.
+        for p in &changes.pending {
+            if let Some(sender) = &p.sender {
+                self.pending_senders.insert(sender.clone());
+            }
+        }
         for (target, source) in &changes.unstate {
             self.forget_statement(target, source);
         }
@@ -991,6 +1063,10 @@ impl TrustStore for SqliteTrustStore {
                 self.authenticated_owners.insert(key.owner.clone());
             }
         }
+        for key in &changes.unmissed {
+            self.missed.remove(key);
+        }
+        self.missed.extend(changes.missed.iter().cloned());
         Ok(())
     }
 }

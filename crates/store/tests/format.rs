@@ -165,6 +165,7 @@ fn statements_fixture() -> atm_engine::Changeset {
                 time: Some(time(16)),
             },
         )],
+        missed: vec![key("erin@example.org", 10)],
         ..Changeset::default()
     }
 }
@@ -193,6 +194,8 @@ fn check_statements_fixture(path: &Path) {
     assert!(store
         .had_authenticated(&"frank@example.org".parse().unwrap())
         .unwrap());
+    assert!(store.missed_word_of(&fixture.missed[0]).unwrap());
+    assert!(!store.missed_word_of(source).unwrap());
 }
 
 fn trust_scope(path: &Path) -> atm_store::SqliteTrustStore {

@@ -130,6 +130,7 @@ type State = (
     Vec<atm_engine::Confirmation>,
     Vec<atm_engine::Statement>,
     u64,
+    Vec<KeyRef>,
 );
 
 fn state<S: TrustStore>(engine: &mut Engine<S>) -> State {
@@ -140,12 +141,18 @@ fn state<S: TrustStore>(engine: &mut Engine<S>) -> State {
         about.sort_by(|a, b| a.source.cmp(&b.source));
         statements.extend(about);
     }
+    let missed = keys
+        .iter()
+        .filter(|(k, _)| engine.store_mut().missed_word_of(k).unwrap())
+        .map(|(k, _)| k.clone())
+        .collect();
     (
         keys,
         engine.stored_decision_count().unwrap(),
         engine.confirmations().unwrap(),
         statements,
         engine.store_mut().postponed_total().unwrap(),
+        missed,
     )
 }
 

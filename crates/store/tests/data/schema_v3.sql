@@ -45,6 +45,13 @@ CREATE TABLE trust_key (
     CHECK ((time_s IS NULL) = (time_ns IS NULL)),
     PRIMARY KEY (scope, owner, key)
 ) STRICT, WITHOUT ROWID;
+-- table trust_missed
+CREATE TABLE trust_missed (
+    scope INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    key BLOB NOT NULL,
+    PRIMARY KEY (scope, owner, key)
+) STRICT, WITHOUT ROWID;
 -- table trust_owner_authenticated
 CREATE TABLE trust_owner_authenticated (
     scope INTEGER NOT NULL,
