@@ -339,12 +339,9 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         {
             return Ok(written.clone());
         }
-        Ok(self
-            .store
-            .statements_about(target)
-            .map_err(EngineError::Store)?
-            .into_iter()
-            .find(|s| s.source == *source))
+        self.store
+            .statement_of(target, source)
+            .map_err(EngineError::Store)
     }
 
     /// Every statement of `source`, with this input's writes.
@@ -737,20 +734,25 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         // One statement per speaker: an older message of the same speaker,
         // delivered late, changes nothing.
         let speaker = self.speaker(&cause);
-        if let Some(previous) = self.statement(&target, &speaker)? {
-            if previous.stamp > stamp {
-                return Ok(());
-            }
+        let previous = self.statement(&target, &speaker)?;
+        if previous.as_ref().is_some_and(|p| p.stamp > stamp) {
+            return Ok(());
         }
-        self.write_statement(
-            &target,
-            &speaker,
-            Some(Statement {
-                source: speaker.clone(),
-                decision: decision.clone(),
-                stamp,
-            }),
-        );
+        // The same word said again keeps the stamp of its first saying (it
+        // was said then, whatever happens to the speaker later).
+        let repeated = previous
+            .is_some_and(|p| p.decision.kind == decision.kind && p.decision.time == decision.time);
+        if !repeated {
+            self.write_statement(
+                &target,
+                &speaker,
+                Some(Statement {
+                    source: speaker.clone(),
+                    decision: decision.clone(),
+                    stamp,
+                }),
+            );
+        }
         if let (false, Some(time), Some(kind)) = (manual, current.time, current.level.decision()) {
             let stored = Decision {
                 target: target.clone(),

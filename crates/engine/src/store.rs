@@ -9,8 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use std::collections::BTreeSet;
-
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use atm_tm::{BareJid, KeyId};
@@ -208,6 +206,18 @@ pub trait TrustStore {
     /// Every statement one source made.
     fn statements_from(&mut self, source: &KeyRef) -> Result<Vec<Statement>, Self::Error>;
 
+    /// One source's statement about one key.
+    fn statement_of(
+        &mut self,
+        target: &KeyRef,
+        source: &KeyRef,
+    ) -> Result<Option<Statement>, Self::Error> {
+        Ok(self
+            .statements_about(target)?
+            .into_iter()
+            .find(|s| s.source == *source))
+    }
+
     /// `true` if this endpoint dropped some word of `key` since it last
     /// asked it to say it again (see [`Changeset::missed`]).
     fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, Self::Error>;
@@ -243,10 +253,7 @@ pub struct MemoryStore {
     keys: HashMap<BareJid, BTreeMap<KeyId, KeyRecord>>,
     postponed: HashMap<KeyRef, BTreeMap<KeyRef, Postponed>>,
     pending: HashMap<KeyRef, Pending>,
-    /// Statements by target, then source.
-    statements: HashMap<KeyRef, BTreeMap<KeyRef, Statement>>,
-    /// Statements by source, then target (the same rows).
-    statements_by_source: HashMap<KeyRef, BTreeSet<KeyRef>>,
+    statements: StatementIndex,
     authenticated_owners: HashSet<BareJid>,
     missed: HashSet<KeyRef>,
     confirmations: BTreeMap<KeyRef, Confirmation>,
@@ -378,22 +385,19 @@ impl TrustStore for MemoryStore {
     }
 
     fn statements_about(&mut self, target: &KeyRef) -> Result<Vec<Statement>, Infallible> {
-        Ok(self
-            .statements
-            .get(target)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default())
+        Ok(self.statements.about(target))
     }
 
     fn statements_from(&mut self, source: &KeyRef) -> Result<Vec<Statement>, Infallible> {
-        let Some(targets) = self.statements_by_source.get(source) else {
-            return Ok(Vec::new());
-        };
-        Ok(targets
-            .iter()
-            .filter_map(|t| self.statements.get(t).and_then(|m| m.get(source)))
-            .cloned()
-            .collect())
+        Ok(self.statements.from(source))
+    }
+
+    fn statement_of(
+        &mut self,
+        target: &KeyRef,
+        source: &KeyRef,
+    ) -> Result<Option<Statement>, Infallible> {
+        Ok(self.statements.of(target, source))
     }
 
     fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, Infallible> {
@@ -465,24 +469,7 @@ impl TrustStore for MemoryStore {
             self.confirmations
                 .insert(c.decision.target.clone(), c.clone());
         }
-        for (target, source) in &changes.unstate {
-            if let Some(m) = self.statements.get_mut(target) {
-                m.remove(source);
-            }
-            if let Some(t) = self.statements_by_source.get_mut(source) {
-                t.remove(target);
-            }
-        }
-        for s in &changes.statements {
-            self.statements
-                .entry(s.decision.target.clone())
-                .or_default()
-                .insert(s.source.clone(), s.clone());
-            self.statements_by_source
-                .entry(s.source.clone())
-                .or_default()
-                .insert(s.decision.target.clone());
-        }
+        self.statements.commit(changes);
         for key in &changes.unmissed {
             self.missed.remove(key);
         }
@@ -491,5 +478,129 @@ impl TrustStore for MemoryStore {
             self.policy = Some(policy);
         }
         Ok(())
+    }
+}
+
+/// Statements kept in memory, compactly: by target, each source's newest
+/// decision (the target is not repeated), and how many statements each source
+/// has, so that asking a key that never spoke costs nothing. Both
+/// [`MemoryStore`] and the SQLite store keep theirs in one.
+#[derive(Debug, Clone, Default)]
+pub struct StatementIndex {
+    by_target: HashMap<KeyRef, Vec<Said>>,
+    per_source: HashMap<KeyRef, usize>,
+}
+
+#[derive(Debug, Clone)]
+struct Said {
+    source: KeyRef,
+    kind: DecisionKind,
+    time: DateTime<Utc>,
+    stamp: DateTime<Utc>,
+}
+
+impl Said {
+    fn statement(&self, target: &KeyRef) -> Statement {
+        Statement {
+            source: self.source.clone(),
+            decision: Decision {
+                target: target.clone(),
+                kind: self.kind,
+                time: self.time,
+            },
+            stamp: self.stamp,
+        }
+    }
+}
+
+impl StatementIndex {
+    /// Every source's statement about `target`, by source.
+    pub fn about(&self, target: &KeyRef) -> Vec<Statement> {
+        let mut out: Vec<Statement> = self
+            .by_target
+            .get(target)
+            .map(|v| v.iter().map(|s| s.statement(target)).collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.source.cmp(&b.source));
+        out
+    }
+
+    /// `source`'s statement about `target`.
+    pub fn of(&self, target: &KeyRef, source: &KeyRef) -> Option<Statement> {
+        self.by_target
+            .get(target)?
+            .iter()
+            .find(|s| s.source == *source)
+            .map(|s| s.statement(target))
+    }
+
+    /// Every statement of `source`, by target (a scan, only for a source
+    /// that has statements: revocations are rare).
+    pub fn from(&self, source: &KeyRef) -> Vec<Statement> {
+        if self.per_source.get(source).copied().unwrap_or(0) == 0 {
+            return Vec::new();
+        }
+        let mut out: Vec<Statement> = self
+            .by_target
+            .iter()
+            .filter_map(|(target, v)| {
+                v.iter()
+                    .find(|s| s.source == *source)
+                    .map(|s| s.statement(target))
+            })
+            .collect();
+        out.sort_by(|a, b| a.decision.target.cmp(&b.decision.target));
+        out
+    }
+
+    /// Deletes one statement.
+    pub fn remove(&mut self, target: &KeyRef, source: &KeyRef) {
+        let Some(v) = self.by_target.get_mut(target) else {
+            return;
+        };
+        let before = v.len();
+        v.retain(|s| s.source != *source);
+        if v.len() < before {
+            if let Some(n) = self.per_source.get_mut(source) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_source.remove(source);
+                }
+            }
+        }
+        if v.is_empty() {
+            self.by_target.remove(target);
+        }
+    }
+
+    /// Inserts or replaces a statement.
+    pub fn insert(&mut self, statement: &Statement) {
+        let said = Said {
+            source: statement.source.clone(),
+            kind: statement.decision.kind,
+            time: statement.decision.time,
+            stamp: statement.stamp,
+        };
+        let v = self
+            .by_target
+            .entry(statement.decision.target.clone())
+            .or_default();
+        match v.iter_mut().find(|s| s.source == statement.source) {
+            Some(existing) => *existing = said,
+            None => {
+                v.push(said);
+                *self.per_source.entry(statement.source.clone()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Applies a changeset's statement deletions, then its insertions.
+    pub fn commit(&mut self, changes: &Changeset) {
+        for (target, source) in &changes.unstate {
+            self.remove(target, source);
+        }
+        for statement in &changes.statements {
+            self.insert(statement);
+        }
     }
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use atm_engine::{
     BareJid, Changeset, Confirmation, Decision, DecisionKind, KeyId, KeyRecord, KeyRef, Pending,
-    Policy, Postponed, Statement, TrustLevel, TrustStore,
+    Policy, Postponed, Statement, StatementIndex, TrustLevel, TrustStore,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -36,10 +36,8 @@ pub struct SqliteTrustStore {
     postponed_senders: HashSet<KeyRef>,
     /// Senders with pending decisions (as `postponed_senders`).
     pending_senders: HashSet<KeyRef>,
-    /// Statements by target, then source.
-    statements: HashMap<KeyRef, BTreeMap<KeyRef, Statement>>,
-    /// The targets of each source's statements.
-    statement_targets: HashMap<KeyRef, HashSet<KeyRef>>,
+    /// Every statement.
+    statements: StatementIndex,
     /// Owners that have had an authenticated key.
     authenticated_owners: HashSet<BareJid>,
     /// Keys whose word was dropped.
@@ -129,8 +127,7 @@ impl SqliteTrustStore {
             keys: HashMap::new(),
             postponed_senders: HashSet::new(),
             pending_senders: HashSet::new(),
-            statements: HashMap::new(),
-            statement_targets: HashMap::new(),
+            statements: StatementIndex::default(),
             authenticated_owners: HashSet::new(),
             missed: HashSet::new(),
         };
@@ -311,35 +308,9 @@ impl SqliteTrustStore {
                 },
                 stamp: self.time(table, ss, sn)?,
             };
-            self.remember_statement(statement);
+            self.statements.insert(&statement);
         }
         Ok(())
-    }
-
-    fn remember_statement(&mut self, statement: Statement) {
-        self.statement_targets
-            .entry(statement.source.clone())
-            .or_default()
-            .insert(statement.decision.target.clone());
-        self.statements
-            .entry(statement.decision.target.clone())
-            .or_default()
-            .insert(statement.source.clone(), statement);
-    }
-
-    fn forget_statement(&mut self, target: &KeyRef, source: &KeyRef) {
-        if let Some(by_source) = self.statements.get_mut(target) {
-            by_source.remove(source);
-            if by_source.is_empty() {
-                self.statements.remove(target);
-            }
-        }
-        if let Some(targets) = self.statement_targets.get_mut(source) {
-            targets.remove(target);
-            if targets.is_empty() {
-                self.statement_targets.remove(source);
-            }
-        }
     }
 
     fn load_authenticated_owners(&mut self) -> Result<(), StoreError> {
@@ -905,24 +876,19 @@ impl TrustStore for SqliteTrustStore {
     }
 
     fn statements_about(&mut self, target: &KeyRef) -> Result<Vec<Statement>, StoreError> {
-        Ok(self
-            .statements
-            .get(target)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default())
+        Ok(self.statements.about(target))
     }
 
     fn statements_from(&mut self, source: &KeyRef) -> Result<Vec<Statement>, StoreError> {
-        let Some(targets) = self.statement_targets.get(source) else {
-            return Ok(Vec::new());
-        };
-        let mut out: Vec<Statement> = targets
-            .iter()
-            .filter_map(|t| self.statements.get(t).and_then(|m| m.get(source)))
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| a.decision.target.cmp(&b.decision.target));
-        Ok(out)
+        Ok(self.statements.from(source))
+    }
+
+    fn statement_of(
+        &mut self,
+        target: &KeyRef,
+        source: &KeyRef,
+    ) -> Result<Option<Statement>, StoreError> {
+        Ok(self.statements.of(target, source))
     }
 
     fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, StoreError> {
@@ -1050,12 +1016,7 @@ impl TrustStore for SqliteTrustStore {
                 self.pending_senders.insert(sender.clone());
             }
         }
-        for (target, source) in &changes.unstate {
-            self.forget_statement(target, source);
-        }
-        for statement in &changes.statements {
-            self.remember_statement(statement.clone());
-        }
+        self.statements.commit(changes);
         for (key, record) in &changes.keys {
             if record.level == TrustLevel::Authenticated
                 && !self.authenticated_owners.contains(&key.owner)
