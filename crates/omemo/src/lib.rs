@@ -12,6 +12,7 @@
 pub mod crypto;
 pub mod device;
 pub mod elements;
+#[cfg(any(test, feature = "insecure-deterministic-random-for-tests"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod sce;

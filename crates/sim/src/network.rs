@@ -549,12 +549,13 @@ impl<F: StoreFactory> Network<F> {
         encrypted: &atm_omemo::elements::Encrypted,
         sender_jid: &atm_tm::BareJid,
         stanza_to: &atm_tm::BareJid,
+        sent_at: DateTime<Utc>,
     ) -> Result<(Received, u64), String> {
         let Some((crypto, devices)) = &mut self.omemo else {
             return Err("not encrypted".into());
         };
         let mut device = devices[to].take().ok_or("receiver device missing")?;
-        let result = crypto.decrypt(&mut device, encrypted, sender_jid, stanza_to);
+        let result = crypto.decrypt(&mut device, encrypted, sender_jid, stanza_to, sent_at);
         let own_address = device.address();
         devices[to] = Some(device);
         let (sender_key, time, content, pending) = result?;
@@ -599,7 +600,8 @@ impl<F: StoreFactory> Network<F> {
         if let Some(encrypted) = self.messages[index].encrypted.clone() {
             let sender_jid = self.nodes[self.messages[index].from].key.owner.clone();
             let stanza_to = self.messages[index].out.to.clone();
-            return match self.decrypt_at(to, &encrypted, &sender_jid, &stanza_to) {
+            let sent_at = self.messages[index].time;
+            return match self.decrypt_at(to, &encrypted, &sender_jid, &stanza_to, sent_at) {
                 Err(reason) => {
                     self.events.push(Event::Refused {
                         at: to,
@@ -938,7 +940,7 @@ impl<F: StoreFactory> Network<F> {
                 devices[r] = Some(recipient);
                 result?
             };
-            match self.decrypt_at(r, &encrypted_message, &sender_key.owner, &stanza_to) {
+            match self.decrypt_at(r, &encrypted_message, &sender_key.owner, &stanza_to, time) {
                 Err(reason) => self.events.push(Event::Refused { at: r, reason }),
                 Ok((mut received, pending)) => {
                     received.co_recipients = co;
