@@ -32,8 +32,10 @@
 //! * [`Opened::discarded`]: server-processed elements dropped from the content.
 //!
 //! A message may carry several `<key>` elements for this device (QXmpp writes
-//! two for its own account's devices); each is tried in document order until
-//! one decrypts.
+//! two, two ratchet steps apart, for its own account's devices); each is
+//! tried in document order until one decrypts, and the ones after it are
+//! then decrypted with the advanced session and spent too, so that a second
+//! delivery of the same message is refused as a replay.
 
 use std::collections::HashSet;
 
@@ -365,9 +367,17 @@ impl<S: SessionStore> Device<S> {
         expected_identity: Option<&IdentityPublicKey>,
         rng: &mut dyn SecureRandom,
     ) -> Result<Opened, DeviceError<S::Error>> {
+        let keys: Vec<&KeyElement> = encrypted.keys_for(&self.jid, self.device_id).collect();
         let mut first_error = None;
-        for key in encrypted.keys_for(&self.jid, self.device_id) {
-            match self.decrypt_key(encrypted, key, stanza, expected_identity, rng) {
+        for (index, key) in keys.iter().enumerate() {
+            match self.decrypt_key(
+                encrypted,
+                key,
+                &keys[index + 1..],
+                stanza,
+                expected_identity,
+                rng,
+            ) {
                 Ok(opened) => return Ok(opened),
                 Err(error) => {
                     first_error.get_or_insert(error);
@@ -381,6 +391,7 @@ impl<S: SessionStore> Device<S> {
         &mut self,
         encrypted: &Encrypted,
         key: &KeyElement,
+        later_keys: &[&KeyElement],
         stanza: &Incoming,
         expected_identity: Option<&IdentityPublicKey>,
         rng: &mut dyn SecureRandom,
@@ -392,7 +403,7 @@ impl<S: SessionStore> Device<S> {
         // Check everything before anything is stored.
         let account = self.account()?;
         let existing = self.store.load_session(&peer).map_err(DeviceError::Store)?;
-        let received = receive(
+        let mut received = receive(
             &account,
             existing.as_ref(),
             expected_identity,
@@ -400,6 +411,22 @@ impl<S: SessionStore> Device<S> {
             key.kex,
             rng,
         )?;
+        // Spend the later keys for this device in the same session too, so
+        // that a second delivery of the message finds every one of them used.
+        for later in later_keys {
+            if let Ok(next) = receive(
+                &account,
+                Some(&received.session),
+                expected_identity,
+                &later.data,
+                later.kex,
+                rng,
+            ) {
+                if !next.new_session {
+                    received.session = next.session;
+                }
+            }
+        }
         let material = KeyMaterial::parse(&received.plaintext)?;
         let opened = match (&encrypted.payload, material) {
             (Some(payload), KeyMaterial::Payload(material)) => {

@@ -13,9 +13,13 @@ use crate::sce::{Envelope, StanzaKind};
 use crate::xml::{node_budget, parse_bounded, MAX_DEPTH};
 
 /// The nodes of a tree as the reader's budget counts them: elements,
-/// attributes, namespace declarations and text nodes; and its depth.
+/// attributes, namespace declarations, text nodes, and elements with
+/// children once more; and its depth.
 fn tree_size(element: &Element, depth: usize) -> (usize, usize) {
-    let mut nodes = 1 + element.attrs().len() + element.prefixes.declared_prefixes().len();
+    let mut nodes = 1
+        + element.attrs().len()
+        + element.prefixes.declared_prefixes().len()
+        + usize::from(element.nodes().next().is_some());
     let mut deepest = depth;
     for node in element.nodes() {
         match node {

@@ -6,10 +6,12 @@
 //! A `minidom` node costs far more memory than its text: `<a/>` is 4 bytes of
 //! input but an element of a few hundred bytes in memory. Bounding only the
 //! size let 2 MiB of `<a/>` take 190 MB. [`parse_bounded`] therefore also
-//! bounds the number of nodes (elements, attributes, namespace declarations
-//! and text runs) to [`node_budget`]`(len)`: [`MIN_NODES`] plus one node per
-//! [`BYTES_PER_NODE`] bytes of input, so the tree stays within a small
-//! multiple of the input (`tests/memory.rs` measures it).
+//! bounds the number of nodes to [`node_budget`]`(len)`: [`MIN_NODES`] plus
+//! one node per [`BYTES_PER_NODE`] bytes of input. Counted as nodes: each
+//! element, attribute, namespace declaration and text run, and once more
+//! each element that has children (its list of children is an allocation
+//! of its own). The tree then stays within about 16 times the input
+//! (`tests/memory.rs` measures the worst shapes).
 
 use minidom::Element;
 use rxml::{Parse as _, RawEvent, RawParser};
@@ -21,12 +23,12 @@ pub const MAX_DEPTH: usize = 64;
 /// elements and affixes fit many times over).
 pub const MIN_NODES: usize = 64;
 
-/// Bytes of input per node allowed beyond [`MIN_NODES`]. Real content spends
-/// more than this per node (a trust message's `<trust>KEY</trust>` is about 30
-/// bytes per node, pretty-printed with indentation about 20), while each node
-/// costs `minidom` about 100–250 bytes, so this keeps the tree within about
-/// 16 times the input.
-pub const BYTES_PER_NODE: usize = 16;
+/// Bytes of input per node allowed beyond [`MIN_NODES`]. Each node costs
+/// `minidom` at most about 290 bytes (measured, with the growth of a list of
+/// children), so this keeps the tree within about 16 times the input; real content spends more input than this
+/// per node (a trust message's `<trust>KEY</trust>`, three nodes, is about
+/// 20 bytes per node).
+pub const BYTES_PER_NODE: usize = 18;
 
 /// The number of nodes [`parse_bounded`] accepts in `len` bytes of input.
 #[must_use]
@@ -97,6 +99,8 @@ fn check_shape(text: &str) -> Result<(), XmlError> {
     let mut depth = 0usize;
     let mut nodes = 0usize;
     let mut in_text = false;
+    // For each open element, whether it has a child yet (at most MAX_DEPTH).
+    let mut has_child: Vec<bool> = Vec::new();
     loop {
         let offset = text.len() - buf.len();
         let event = match parser.parse(&mut buf, true) {
@@ -117,20 +121,30 @@ fn check_shape(text: &str) -> Result<(), XmlError> {
                 if depth > MAX_DEPTH {
                     return Err(XmlError::TooDeep { offset });
                 }
-                true
+                let first_child = has_child
+                    .last_mut()
+                    .is_some_and(|had| !std::mem::replace(had, true));
+                has_child.push(false);
+                1 + usize::from(first_child)
             }
             RawEvent::ElementFoot(..) => {
                 depth = depth.saturating_sub(1);
-                false
+                has_child.pop();
+                0
             }
             // Namespace declarations are attributes here: minidom keeps them too.
-            RawEvent::Attribute(..) => true,
+            RawEvent::Attribute(..) => 1,
             // A text run may arrive in several events; it is one node.
-            RawEvent::Text(..) => !was_text,
-            _ => false,
+            RawEvent::Text(..) if !was_text => {
+                let first_child = has_child
+                    .last_mut()
+                    .is_some_and(|had| !std::mem::replace(had, true));
+                1 + usize::from(first_child)
+            }
+            _ => 0,
         };
-        if counted {
-            nodes += 1;
+        if counted > 0 {
+            nodes += counted;
             if nodes > budget {
                 return Err(XmlError::TooManyNodes {
                     offset,
