@@ -6,9 +6,12 @@ stdin, one JSON answer per line on stdout. Bytes travel as hex.
 Requests:
   {"op": "bundle"}
       -> {"ik", "spk", "spk_id", "spks", "prekeys": {id: pub}}
-  {"op": "encrypt", "jid", "device", "bundle": {...} | null, "plaintext": hex | null}
-      plaintext null sends an empty (key-material-only) message
-      -> {"kex": bool, "key": hex, "payload": hex | null}
+  {"op": "encrypt", "jid", "device", "bundle": {...} | null, "plaintext": hex | null,
+   "copies": n (optional, default 1)}
+      plaintext null sends an empty (key-material-only) message; copies > 1
+      encrypts the key material that many times with the same session (two
+      <key> elements for one device, as QXmpp writes for its own account)
+      -> {"kex": bool, "key": hex, "keys": [hex, ...], "payload": hex | null}
   {"op": "decrypt", "jid", "device", "kex": bool, "key": hex, "payload": hex | null}
       -> {"plaintext": hex | null}
 Errors -> {"error": "..."}; the driver keeps running.
@@ -65,17 +68,24 @@ async def handle(backend, request):
         else:
             content, key_material = await backend.encrypt_plaintext(bytes.fromhex(request["plaintext"]))
         session = await backend.load_session(jid, device)
+        copies = int(request.get("copies", 1))
+        encrypted_copies = []
         if session is None:
             if request.get("bundle") is None:
                 raise ValueError("no session and no bundle")
             session, encrypted = await backend.build_session_active(
                 jid, device, rust_bundle(jid, device, request["bundle"]), key_material)
-        else:
-            encrypted = await backend.encrypt_key_material(session, key_material)
+            encrypted_copies.append(encrypted)
+        while len(encrypted_copies) < copies:
+            encrypted_copies.append(await backend.encrypt_key_material(session, key_material))
         await backend.store_session(session)
         kex = session.initiation is Initiation.ACTIVE and not session.confirmed
-        key = session.key_exchange.serialize(encrypted.serialize()) if kex else encrypted.serialize()
-        return {"kex": kex, "key": key.hex(), "payload": None if content.empty else content.ciphertext.hex()}
+        keys = [
+            (session.key_exchange.serialize(e.serialize()) if kex else e.serialize()).hex()
+            for e in encrypted_copies
+        ]
+        return {"kex": kex, "key": keys[0], "keys": keys,
+                "payload": None if content.empty else content.ciphertext.hex()}
     if op == "decrypt":
         key = bytes.fromhex(request["key"])
         session = await backend.load_session(jid, device)
