@@ -1,7 +1,7 @@
 //! Injectable randomness: the OS generator in production, a deterministic one
 //! in tests.
 //!
-//! [`DeterministicRandom`] exists only in this crate's own tests and with the
+//! `DeterministicRandom` exists only in this crate's own tests and with the
 //! cargo feature `insecure-deterministic-random-for-tests` (which this crate's
 //! dev-dependencies enable for its integration tests, benches and examples):
 //! a production build cannot name it. A program that needs reproducible
@@ -17,7 +17,7 @@ use super::error::RandomError;
 /// A source of cryptographically secure random bytes.
 ///
 /// Every operation that needs randomness takes `&mut dyn SecureRandom`, so tests
-/// can inject [`DeterministicRandom`] and production code uses [`OsRandom`].
+/// can inject `DeterministicRandom` and production code uses [`OsRandom`].
 pub trait SecureRandom {
     /// Fills `dest` entirely with random bytes.
     ///
