@@ -14,15 +14,25 @@ Requests:
       -> {"kex": bool, "key": hex, "keys": [hex, ...], "payload": hex | null}
   {"op": "decrypt", "jid", "device", "kex": bool, "key": hex, "payload": hex | null}
       -> {"plaintext": hex | null}
+  {"op": "device_list", "label": str}
+      this device (id 1) in a device list, its label signed (twomemo.etree)
+      -> {"xml": str}
+  {"op": "read_device_list", "xml": str, "ik": hex}
+      parses (and schema-validates) a device list; checks each label's
+      signature with identity key ik
+      -> {"devices": {id: {"label": str | null, "valid": bool | null}}}
 Errors -> {"error": "..."}; the driver keeps running.
 """
 import asyncio
 import json
 import sys
+import xml.etree.ElementTree as ET
 
 import x3dh
+from omemo import SignedLabel
 from omemo.session import Initiation
 from omemo.storage import Just, Nothing, Storage
+from twomemo.etree import parse_device_list, serialize_device_list
 from twomemo.twomemo import (
     BundleImpl, ContentImpl, EncryptedKeyMaterialImpl, KeyExchangeImpl, Twomemo,
 )
@@ -61,6 +71,20 @@ async def handle(backend, request):
             "spks": bundle.bundle.signed_pre_key_sig.hex(),
             "prekeys": {str(i): pub.hex() for pub, i in bundle.pre_key_ids.items()},
         }
+    if op == "device_list":
+        label = request["label"]
+        signed = SignedLabel(label=label, signature=await backend.sign_own_label(label))
+        return {"xml": ET.tostring(serialize_device_list({1: signed}), encoding="unicode")}
+    if op == "read_device_list":
+        devices = {}
+        for device_id, signed in parse_device_list(ET.fromstring(request["xml"])).items():
+            if signed is None:
+                devices[str(device_id)] = {"label": None, "valid": None}
+            else:
+                valid = await backend.verify_label_signature(
+                    signed.label, signed.signature, bytes.fromhex(request["ik"]))
+                devices[str(device_id)] = {"label": signed.label, "valid": valid}
+        return {"devices": devices}
     jid, device = request["jid"], int(request["device"])
     if op == "encrypt":
         if request.get("plaintext") is None:

@@ -310,3 +310,47 @@ fn two_keys_for_one_device_in_a_message_to_the_own_account() {
         assert_eq!(opened.session, SessionChange::Continued);
     }
 }
+
+/// Issue 10, item 4: signed device labels, both ways through XML, checked by
+/// python-omemo's own device-list reader and signature check.
+#[test]
+fn signed_device_labels_with_python() {
+    use atm_omemo::elements::DeviceList;
+    let mut python = Python::start();
+    let mut rng = DeterministicRandom::new([45; 32]);
+    let rust = rust_device(&mut rng);
+    let python_identity = python.bundle().identity_key;
+    // Python's list: its label verifies with its identity key, not with ours.
+    let answer = python.call(serde_json::json!({"op": "device_list", "label": "Gajim on Linux ü"}));
+    let xml = answer["xml"].as_str().unwrap();
+    let (list, skipped) = DeviceList::read(&xml.parse::<Element>().unwrap()).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(
+        list.devices[0].label(&python_identity),
+        Some("Gajim on Linux ü")
+    );
+    assert_eq!(list.devices[0].label(&rust.identity().unwrap()), None);
+    // Ours: Python validates the element and the signature.
+    let list = DeviceList {
+        devices: vec![rust.list_entry(Some("atm-rs on Linux ü")).unwrap()],
+    };
+    let xml = String::from(&Element::from(&list));
+    let read = |python: &mut Python, xml: &str| {
+        python.call(serde_json::json!({
+            "op": "read_device_list", "xml": xml, "ik": common::hex(rust.identity().unwrap().as_bytes()),
+        }))["devices"]["7"]
+            .clone()
+    };
+    assert_eq!(
+        read(&mut python, &xml),
+        serde_json::json!({"label": "atm-rs on Linux ü", "valid": true})
+    );
+    // A label changed on the server fails Python's check as it fails ours.
+    let forged = xml.replace("atm-rs on Linux ü", "atm-rs (verified)");
+    assert_eq!(
+        read(&mut python, &forged)["valid"],
+        serde_json::json!(false)
+    );
+    let (list, _) = DeviceList::read(&forged.parse::<Element>().unwrap()).unwrap();
+    assert_eq!(list.devices[0].label(&rust.identity().unwrap()), None);
+}
