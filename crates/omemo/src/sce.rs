@@ -20,7 +20,9 @@
 //!   cannot be replayed under another address;
 //! * chat (XEP-0384 §SCE Profile): `<time>` is optional and `<from>` a SHOULD,
 //!   so both may be absent; `<to>` is required only in a group chat
-//!   ([`StanzaKind::GroupChat`]);
+//!   ([`StanzaKind::GroupChat`]). `<rpad>`, which senders MUST write, is
+//!   not required on receipt: padding is never verified (XEP-0420), and
+//!   [`OpenedEnvelope::padded`] says whether it was there;
 //! * trust message (XEP-0434 §SCE Profile, when `<content>` holds a
 //!   `<trust-message xmlns='urn:xmpp:tm:1'>`): `<rpad>` and `<time>` are
 //!   required; an envelope without them is refused.
