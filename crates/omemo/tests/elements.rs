@@ -163,3 +163,24 @@ fn ids_above_2_pow_31_minus_1_are_refused() {
     );
     assert!(bundle_from_element(&element(&text)).is_err());
 }
+
+/// Issue 10, item 2: the same device named twice, in one `<keys>` group or
+/// in two groups for the same account (QXmpp adds its own account to every
+/// recipient list, so a message to itself names its devices twice): both
+/// entries are kept, in document order.
+#[test]
+fn a_repeated_rid_is_kept_in_document_order() {
+    for xml in [
+        "<encrypted xmlns='urn:xmpp:omemo:2'><header sid='1'><keys jid='a@b'><key rid='2'>AAEC</key><key rid='2' kex='true'>AwQF</key></keys></header></encrypted>",
+        "<encrypted xmlns='urn:xmpp:omemo:2'><header sid='1'><keys jid='a@b'><key rid='2'>AAEC</key></keys><keys jid='a@b'><key rid='2' kex='true'>AwQF</key></keys></header></encrypted>",
+    ] {
+        let (encrypted, skipped) = Encrypted::read(&element(xml)).unwrap();
+        assert!(skipped.is_empty());
+        let keys: Vec<_> = encrypted
+            .keys_for(&BareJid::new("a@b").unwrap(), 2)
+            .map(|k| (k.kex, k.data.clone()))
+            .collect();
+        assert_eq!(keys, [(false, vec![0, 1, 2]), (true, vec![3, 4, 5])]);
+        assert_eq!(Encrypted::try_from(&Element::from(&encrypted)).unwrap(), encrypted);
+    }
+}
