@@ -8,6 +8,8 @@
 //!   group or `<key>` entry (bad `jid`, `rid`, `kex` or Base64) concerns only
 //!   its recipient: it is skipped and reported by [`Encrypted::read`], so one
 //!   bad entry for someone else never stops this device from reading its own.
+//!   [`Encrypted::read_for`] reads only one device's entries, without even
+//!   decoding the others.
 //!   A `rid` may appear more than once (QXmpp writes two entries, two ratchet
 //!   steps apart, for its own devices in a message to its own account): all
 //!   are kept, [`Encrypted::keys_for`] yields each, and
@@ -277,6 +279,29 @@ impl Encrypted {
     /// [`ElementError`] for what concerns every recipient: the element, its
     /// `<header>` and `sid`, the `<payload>`, or more than [`MAX_KEYS`] keys.
     pub fn read(element: &Element) -> Result<(Self, Vec<ElementError>), ElementError> {
+        Self::read_filtered(element, None)
+    }
+
+    /// Reads only what device `rid` of `jid` needs from an `<encrypted>`
+    /// element: its `<key>` entries (every one, in document order), the
+    /// `sid` and the payload. Other recipients' entries are neither decoded
+    /// nor reported; the entries of `jid` whose `rid` cannot be read (they
+    /// might have been this device's) are skipped and reported.
+    ///
+    /// # Errors
+    /// As [`Encrypted::read`].
+    pub fn read_for(
+        element: &Element,
+        jid: &BareJid,
+        rid: u32,
+    ) -> Result<(Self, Vec<ElementError>), ElementError> {
+        Self::read_filtered(element, Some((jid, rid)))
+    }
+
+    fn read_filtered(
+        element: &Element,
+        only: Option<(&BareJid, u32)>,
+    ) -> Result<(Self, Vec<ElementError>), ElementError> {
         expect(element, "encrypted", NS_OMEMO)?;
         let header = child(element, "encrypted", "header", NS_OMEMO)?;
         let sid = device_id_attr(header, "header", "sid")?;
@@ -293,11 +318,21 @@ impl Encrypted {
             }) {
                 Ok(jid) => jid,
                 Err(error) => {
-                    skipped.push(error);
+                    if only.is_none() {
+                        skipped.push(error);
+                    }
                     continue;
                 }
             };
+            if only.is_some_and(|(wanted, _)| *wanted != jid) {
+                continue;
+            }
             for key in group.children().filter(|c| c.is("key", NS_OMEMO)) {
+                if let Some((_, wanted)) = only {
+                    if device_id_attr(key, "key", "rid").is_ok_and(|rid| rid != wanted) {
+                        continue;
+                    }
+                }
                 count += 1;
                 if count > MAX_KEYS {
                     return Err(ElementError::TooMany {

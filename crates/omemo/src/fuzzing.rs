@@ -75,6 +75,21 @@ pub fn elements(data: &[u8]) -> Result<(), String> {
         if encrypted.sid == 0 || encrypted.sid > MAX_DEVICE_ID {
             return Err("<encrypted> accepted an invalid sid".into());
         }
+        // Reading for one device gives exactly that device's entries.
+        if let Some((jid, key)) = encrypted
+            .keys
+            .iter()
+            .find_map(|(j, k)| Some((j, k.first()?)))
+        {
+            let Ok((mine, _)) = Encrypted::read_for(&element, jid, key.rid) else {
+                return Err("read_for refused what read accepted".into());
+            };
+            let expected: Vec<_> = encrypted.keys_for(jid, key.rid).collect();
+            let got: Vec<_> = mine.keys.values().flatten().collect();
+            if got != expected || mine.sid != encrypted.sid || mine.payload != encrypted.payload {
+                return Err("read_for differs from read".into());
+            }
+        }
     }
     if let Ok((list, _)) = DeviceList::read(&element) {
         if DeviceList::read(&Element::from(&list)) != Ok((list.clone(), vec![])) {

@@ -15,7 +15,8 @@
 //!
 //! Sending: [`device::Device::encrypt`] (or [`device::Device::encrypt_empty`])
 //! stores the advanced sessions, then the caller sends the `<encrypted>`.
-//! Receiving: read the element with [`elements::Encrypted::read`], then
+//! Receiving: read the element with [`elements::Encrypted::read`] (or
+//! [`elements::Encrypted::read_for`], only this device's entries), then
 //! [`device::Device::decrypt`] with the stanza's sender, recipient and
 //! sending time ([`device::Incoming`]); act on [`device::Opened`] (its
 //! envelope, [`sce::TimeCheck`], [`device::SessionChange`], and the empty

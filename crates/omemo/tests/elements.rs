@@ -184,3 +184,38 @@ fn a_repeated_rid_is_kept_in_document_order() {
         assert_eq!(Encrypted::try_from(&Element::from(&encrypted)).unwrap(), encrypted);
     }
 }
+
+/// Issue 10, item 2: reading only what this device needs: its entries (all
+/// of them), never the others', whatever they hold.
+#[test]
+fn read_for_one_device_reads_only_its_entries() {
+    let xml = "<encrypted xmlns='urn:xmpp:omemo:2'><header sid='1'>\
+        <keys jid='carol@c'><key rid='2'>!!</key><key rid='x'>AA==</key></keys>\
+        <keys jid='@@'/>\
+        <keys jid='bob@b'><key rid='3'>!!</key><key rid='2'>AAEC</key><key rid='y'>AA==</key><key rid='2'>AwQF</key></keys>\
+        </header><payload>BgcI</payload></encrypted>";
+    let bob = BareJid::new("bob@b").unwrap();
+    let (encrypted, skipped) = Encrypted::read_for(&element(xml), &bob, 2).unwrap();
+    assert_eq!(encrypted.keys.len(), 1);
+    let data: Vec<_> = encrypted
+        .keys_for(&bob, 2)
+        .map(|k| k.data.clone())
+        .collect();
+    assert_eq!(data, [vec![0, 1, 2], vec![3, 4, 5]]);
+    assert_eq!(encrypted.payload, Some(vec![6, 7, 8]));
+    // Only the entry that might have been bob's device 2 is reported.
+    assert!(
+        matches!(
+            skipped.as_slice(),
+            [ElementError::Invalid {
+                element: "key",
+                what: "rid",
+                ..
+            }]
+        ),
+        "{skipped:?}"
+    );
+    // Reading everything reports every bad entry.
+    let (_, all) = Encrypted::read(&element(xml)).unwrap();
+    assert_eq!(all.len(), 5, "{all:?}");
+}
