@@ -1,5 +1,31 @@
 //! The XML elements of OMEMO 2 (XEP-0384): `<encrypted>`, the device list and
-//! the bundle. Strict readers with typed errors; writers that round-trip.
+//! the bundle. Readers with typed errors; writers that round-trip.
+//!
+//! What each reader refuses whole and what it skips:
+//!
+//! * `<encrypted>`: a missing `<header>`, a bad `sid` or a bad `<payload>`
+//!   refuse the message (they concern every recipient). A malformed `<keys>`
+//!   group or `<key>` entry (bad `jid`, `rid`, `kex` or Base64) concerns only
+//!   its recipient: it is skipped and reported by [`Encrypted::read`], so one
+//!   bad entry for someone else never stops this device from reading its own.
+//!   [`Encrypted::read_for`] reads only one device's entries, without even
+//!   decoding the others.
+//!   A `rid` may appear more than once (QXmpp writes two entries, two ratchet
+//!   steps apart, for its own devices in a message to its own account): all
+//!   are kept, [`Encrypted::keys_for`] yields each, and
+//!   [`crate::device::Device::decrypt`] tries them in order.
+//! * device list: an entry with a bad, zero, out-of-range or repeated id is
+//!   skipped and reported by [`DeviceList::read`] (old clients published
+//!   duplicates); the valid entries are kept. A label is kept only with its
+//!   `labelsig`, and [`Device::label`] returns it only if the signature
+//!   verifies with the device's identity key (XEP-0384 §Device list: a label
+//!   without a valid signature MUST be ignored). [`Device::with_label`]
+//!   signs the labels this device publishes.
+//! * bundle: strict, and its signature is verified.
+//!
+//! Device ids (`sid`, `rid`, device list ids) must lie in 1..=2^31−1
+//! ([`MAX_DEVICE_ID`]). Base64 text may contain XML whitespace (spaces, tabs,
+//! line breaks), which is ignored.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +34,7 @@ use base64::Engine as _;
 use jid::BareJid;
 use minidom::Element;
 
-use crate::crypto::{Bundle, IdentityPublicKey};
+use crate::crypto::{Bundle, IdentityKeyPair, IdentityPublicKey};
 
 /// `urn:xmpp:omemo:2`.
 pub const NS_OMEMO: &str = "urn:xmpp:omemo:2";
@@ -19,6 +45,10 @@ pub const NS_BUNDLES: &str = "urn:xmpp:omemo:2:bundles";
 
 /// Most `<key>` elements read from one `<encrypted>`.
 pub const MAX_KEYS: usize = 10_000;
+
+/// Largest device id (XEP-0384: between 1 and 2^31 − 1, the positive numbers
+/// of a signed 32-bit integer).
+pub const MAX_DEVICE_ID: u32 = 0x7fff_ffff;
 
 /// Why an element was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,21 +149,57 @@ fn u32_attr(
     })
 }
 
-fn base64_text(element: &Element, name: &'static str) -> Result<Vec<u8>, ElementError> {
-    let text = element.text();
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
+/// A device id (or prekey id) attribute: in 1..=[`MAX_DEVICE_ID`].
+fn device_id_attr(
+    element: &Element,
+    name: &'static str,
+    attribute: &'static str,
+) -> Result<u32, ElementError> {
+    let id = u32_attr(element, name, attribute)?;
+    if id == 0 || id > MAX_DEVICE_ID {
         return Err(ElementError::Invalid {
             element: name,
-            what: "text",
+            what: attribute,
+            reason: format!("{id} is not in 1..={MAX_DEVICE_ID}"),
+        });
+    }
+    Ok(id)
+}
+
+/// Decodes Base64, ignoring XML whitespace anywhere in it (a `xs:base64Binary`
+/// may be broken into lines).
+fn base64_decode(
+    text: &str,
+    name: &'static str,
+    what: &'static str,
+) -> Result<Vec<u8>, ElementError> {
+    let is_xml_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
+    let compact: std::borrow::Cow<'_, str> = if text.contains(is_xml_space) {
+        text.chars()
+            .filter(|c| !is_xml_space(*c))
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    };
+    if compact.is_empty() {
+        return Err(ElementError::Invalid {
+            element: name,
+            what,
             reason: "empty".into(),
         });
     }
-    STANDARD.decode(trimmed).map_err(|e| ElementError::Invalid {
-        element: name,
-        what: "text",
-        reason: e.to_string(),
-    })
+    STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|e| ElementError::Invalid {
+            element: name,
+            what,
+            reason: e.to_string(),
+        })
+}
+
+fn base64_text(element: &Element, name: &'static str) -> Result<Vec<u8>, ElementError> {
+    base64_decode(&element.text(), name, "text")
 }
 
 fn fixed<const N: usize>(bytes: Vec<u8>, name: &'static str) -> Result<[u8; N], ElementError> {
@@ -186,10 +252,126 @@ pub struct Encrypted {
 }
 
 impl Encrypted {
-    /// The key element for device `rid` of `jid`.
+    /// The first key element for device `rid` of `jid`.
     pub fn key_for(&self, jid: &BareJid, rid: u32) -> Option<&KeyElement> {
-        self.keys.get(jid)?.iter().find(|k| k.rid == rid)
+        self.keys_for(jid, rid).next()
     }
+
+    /// Every key element for device `rid` of `jid`, in document order (a
+    /// sender may write more than one for the same device).
+    pub fn keys_for<'a>(
+        &'a self,
+        jid: &BareJid,
+        rid: u32,
+    ) -> impl Iterator<Item = &'a KeyElement> + 'a {
+        self.keys
+            .get(jid)
+            .into_iter()
+            .flatten()
+            .filter(move |k| k.rid == rid)
+    }
+
+    /// Reads an `<encrypted>` element; malformed `<keys>` groups and `<key>`
+    /// entries are skipped and returned as the second value (see the module
+    /// docs).
+    ///
+    /// # Errors
+    /// [`ElementError`] for what concerns every recipient: the element, its
+    /// `<header>` and `sid`, the `<payload>`, or more than [`MAX_KEYS`] keys.
+    pub fn read(element: &Element) -> Result<(Self, Vec<ElementError>), ElementError> {
+        Self::read_filtered(element, None)
+    }
+
+    /// Reads only what device `rid` of `jid` needs from an `<encrypted>`
+    /// element: its `<key>` entries (every one, in document order), the
+    /// `sid` and the payload. Other recipients' entries are neither decoded
+    /// nor reported; the entries of `jid` whose `rid` cannot be read (they
+    /// might have been this device's) are skipped and reported.
+    ///
+    /// # Errors
+    /// As [`Encrypted::read`].
+    pub fn read_for(
+        element: &Element,
+        jid: &BareJid,
+        rid: u32,
+    ) -> Result<(Self, Vec<ElementError>), ElementError> {
+        Self::read_filtered(element, Some((jid, rid)))
+    }
+
+    fn read_filtered(
+        element: &Element,
+        only: Option<(&BareJid, u32)>,
+    ) -> Result<(Self, Vec<ElementError>), ElementError> {
+        expect(element, "encrypted", NS_OMEMO)?;
+        let header = child(element, "encrypted", "header", NS_OMEMO)?;
+        let sid = device_id_attr(header, "header", "sid")?;
+        let mut keys: BTreeMap<BareJid, Vec<KeyElement>> = BTreeMap::new();
+        let mut skipped = Vec::new();
+        let mut count = 0;
+        for group in header.children().filter(|c| c.is("keys", NS_OMEMO)) {
+            let jid = match attr(group, "keys", "jid").and_then(|text| {
+                BareJid::new(text).map_err(|e| ElementError::Invalid {
+                    element: "keys",
+                    what: "jid",
+                    reason: format!("{text:?}: {e}"),
+                })
+            }) {
+                Ok(jid) => jid,
+                Err(error) => {
+                    if only.is_none() {
+                        skipped.push(error);
+                    }
+                    continue;
+                }
+            };
+            if only.is_some_and(|(wanted, _)| *wanted != jid) {
+                continue;
+            }
+            for key in group.children().filter(|c| c.is("key", NS_OMEMO)) {
+                if let Some((_, wanted)) = only {
+                    if device_id_attr(key, "key", "rid").is_ok_and(|rid| rid != wanted) {
+                        continue;
+                    }
+                }
+                count += 1;
+                if count > MAX_KEYS {
+                    return Err(ElementError::TooMany {
+                        element: "header",
+                        limit: MAX_KEYS,
+                    });
+                }
+                match read_key(key) {
+                    Ok(key) => keys.entry(jid.clone()).or_default().push(key),
+                    Err(error) => skipped.push(error),
+                }
+            }
+        }
+        let payload = element
+            .get_child("payload", NS_OMEMO)
+            .map(|p| base64_text(p, "payload"))
+            .transpose()?;
+        Ok((Encrypted { sid, keys, payload }, skipped))
+    }
+}
+
+fn read_key(key: &Element) -> Result<KeyElement, ElementError> {
+    let rid = device_id_attr(key, "key", "rid")?;
+    let kex = match key.attr("kex") {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return Err(ElementError::Invalid {
+                element: "key",
+                what: "kex",
+                reason: format!("{other:?} is not a boolean"),
+            })
+        }
+    };
+    Ok(KeyElement {
+        rid,
+        kex,
+        data: base64_text(key, "key")?,
+    })
 }
 
 impl From<&Encrypted> for Element {
@@ -220,59 +402,17 @@ impl From<&Encrypted> for Element {
 
 impl TryFrom<&Element> for Encrypted {
     type Error = ElementError;
+    /// [`Encrypted::read`] without the report of skipped entries.
     fn try_from(element: &Element) -> Result<Self, ElementError> {
-        expect(element, "encrypted", NS_OMEMO)?;
-        let header = child(element, "encrypted", "header", NS_OMEMO)?;
-        let sid = u32_attr(header, "header", "sid")?;
-        let mut keys: BTreeMap<BareJid, Vec<KeyElement>> = BTreeMap::new();
-        let mut count = 0;
-        for group in header.children().filter(|c| c.is("keys", NS_OMEMO)) {
-            let jid_text = attr(group, "keys", "jid")?;
-            let jid = BareJid::new(jid_text).map_err(|e| ElementError::Invalid {
-                element: "keys",
-                what: "jid",
-                reason: format!("{jid_text:?}: {e}"),
-            })?;
-            let list = keys.entry(jid).or_default();
-            for key in group.children().filter(|c| c.is("key", NS_OMEMO)) {
-                count += 1;
-                if count > MAX_KEYS {
-                    return Err(ElementError::TooMany {
-                        element: "header",
-                        limit: MAX_KEYS,
-                    });
-                }
-                let rid = u32_attr(key, "key", "rid")?;
-                let kex = match key.attr("kex") {
-                    None | Some("false") | Some("0") => false,
-                    Some("true") | Some("1") => true,
-                    Some(other) => {
-                        return Err(ElementError::Invalid {
-                            element: "key",
-                            what: "kex",
-                            reason: format!("{other:?} is not a boolean"),
-                        })
-                    }
-                };
-                if list.iter().any(|k| k.rid == rid) {
-                    return Err(ElementError::Duplicate {
-                        element: "keys",
-                        id: rid,
-                    });
-                }
-                list.push(KeyElement {
-                    rid,
-                    kex,
-                    data: base64_text(key, "key")?,
-                });
-            }
-        }
-        let payload = element
-            .get_child("payload", NS_OMEMO)
-            .map(|p| base64_text(p, "payload"))
-            .transpose()?;
-        Ok(Encrypted { sid, keys, payload })
+        Encrypted::read(element).map(|(encrypted, _)| encrypted)
     }
+}
+
+/// A device label with its signature (`label`, `labelsig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SignedLabel {
+    text: String,
+    signature: [u8; 64],
 }
 
 /// One entry of the device list.
@@ -280,8 +420,40 @@ impl TryFrom<&Element> for Encrypted {
 pub struct Device {
     /// The device id.
     pub id: u32,
-    /// A label for people.
-    pub label: Option<String>,
+    label: Option<SignedLabel>,
+}
+
+impl Device {
+    /// An entry without a label.
+    #[must_use]
+    pub fn new(id: u32) -> Self {
+        Device { id, label: None }
+    }
+
+    /// An entry with `label`, signed with the device's identity key
+    /// (`labelsig`: Ed25519 over the label's UTF-8 bytes).
+    #[must_use]
+    pub fn with_label(id: u32, label: &str, identity: &IdentityKeyPair) -> Self {
+        Device {
+            id,
+            label: Some(SignedLabel {
+                text: label.to_owned(),
+                signature: identity.sign(label.as_bytes()),
+            }),
+        }
+    }
+
+    /// The label, if it has one whose `labelsig` verifies with `identity`
+    /// (the device's identity key, from its bundle). An unsigned or badly
+    /// signed label is never returned.
+    #[must_use]
+    pub fn label(&self, identity: &IdentityPublicKey) -> Option<&str> {
+        let label = self.label.as_ref()?;
+        identity
+            .verify(label.text.as_bytes(), &label.signature, "device label")
+            .ok()?;
+        Some(&label.text)
+    }
 }
 
 /// `<devices xmlns='urn:xmpp:omemo:2'>`, the item of the `urn:xmpp:omemo:2:devices` node.
@@ -297,7 +469,9 @@ impl From<&DeviceList> for Element {
         for d in &list.devices {
             let mut device = Element::builder("device", NS_OMEMO).attr(nc("id"), d.id.to_string());
             if let Some(label) = &d.label {
-                device = device.attr(nc("label"), label.as_str());
+                device = device
+                    .attr(nc("label"), label.text.as_str())
+                    .attr(nc("labelsig"), STANDARD.encode(label.signature));
             }
             devices = devices.append(device.build());
         }
@@ -305,38 +479,85 @@ impl From<&DeviceList> for Element {
     }
 }
 
-impl TryFrom<&Element> for DeviceList {
-    type Error = ElementError;
-    fn try_from(element: &Element) -> Result<Self, ElementError> {
+impl DeviceList {
+    /// Reads a device list; entries with a bad, zero, out-of-range or
+    /// repeated id are skipped (the first of a repeated id is kept), and so
+    /// are labels without a readable `labelsig`; all are returned as the
+    /// second value.
+    ///
+    /// # Errors
+    /// [`ElementError`] if this is not a device list or it has more than
+    /// [`MAX_KEYS`] entries.
+    pub fn read(element: &Element) -> Result<(Self, Vec<ElementError>), ElementError> {
         expect(element, "devices", NS_OMEMO)?;
         let mut devices: Vec<Device> = Vec::new();
-        for d in element.children().filter(|c| c.is("device", NS_OMEMO)) {
-            if devices.len() >= MAX_KEYS {
+        let mut ids = std::collections::BTreeSet::new();
+        let mut skipped = Vec::new();
+        for (index, d) in element
+            .children()
+            .filter(|c| c.is("device", NS_OMEMO))
+            .enumerate()
+        {
+            if index >= MAX_KEYS {
                 return Err(ElementError::TooMany {
                     element: "devices",
                     limit: MAX_KEYS,
                 });
             }
-            let id = u32_attr(d, "device", "id")?;
-            if id == 0 {
-                return Err(ElementError::Invalid {
-                    element: "device",
-                    what: "id",
-                    reason: "0 is not a device id".into(),
-                });
-            }
-            if devices.iter().any(|x| x.id == id) {
-                return Err(ElementError::Duplicate {
+            let id = match device_id_attr(d, "device", "id") {
+                Ok(id) => id,
+                Err(error) => {
+                    skipped.push(error);
+                    continue;
+                }
+            };
+            if !ids.insert(id) {
+                skipped.push(ElementError::Duplicate {
                     element: "devices",
                     id,
                 });
+                continue;
             }
-            devices.push(Device {
-                id,
-                label: d.attr("label").map(str::to_owned),
-            });
+            let label = match (d.attr("label"), d.attr("labelsig")) {
+                (None, _) => None,
+                (Some(_), None) => {
+                    skipped.push(ElementError::MissingAttribute {
+                        element: "device",
+                        attribute: "labelsig",
+                    });
+                    None
+                }
+                (Some(text), Some(signature)) => {
+                    match base64_decode(signature, "device", "labelsig").and_then(|bytes| {
+                        let length = bytes.len();
+                        <[u8; 64]>::try_from(bytes).map_err(|_| ElementError::Invalid {
+                            element: "device",
+                            what: "labelsig",
+                            reason: format!("{length} bytes, expected 64"),
+                        })
+                    }) {
+                        Ok(signature) => Some(SignedLabel {
+                            text: text.to_owned(),
+                            signature,
+                        }),
+                        Err(error) => {
+                            skipped.push(error);
+                            None
+                        }
+                    }
+                }
+            };
+            devices.push(Device { id, label });
         }
-        Ok(DeviceList { devices })
+        Ok((DeviceList { devices }, skipped))
+    }
+}
+
+impl TryFrom<&Element> for DeviceList {
+    type Error = ElementError;
+    /// [`DeviceList::read`] without the report of skipped entries.
+    fn try_from(element: &Element) -> Result<Self, ElementError> {
+        DeviceList::read(element).map(|(list, _)| list)
     }
 }
 
@@ -380,7 +601,7 @@ pub fn bundle_to_element(bundle: &Bundle) -> Element {
 pub fn bundle_from_element(element: &Element) -> Result<Bundle, ElementError> {
     expect(element, "bundle", NS_OMEMO)?;
     let spk = child(element, "bundle", "spk", NS_OMEMO)?;
-    let signed_prekey_id = u32_attr(spk, "spk", "id")?;
+    let signed_prekey_id = device_id_attr(spk, "spk", "id")?;
     let signed_prekey = fixed::<32>(base64_text(spk, "spk")?, "spk")?;
     let signature = fixed::<64>(
         base64_text(child(element, "bundle", "spks", NS_OMEMO)?, "spks")?,
@@ -407,7 +628,7 @@ pub fn bundle_from_element(element: &Element) -> Result<Bundle, ElementError> {
                 limit: MAX_KEYS,
             });
         }
-        let id = u32_attr(pk, "pk", "id")?;
+        let id = device_id_attr(pk, "pk", "id")?;
         if prekeys
             .insert(id, fixed::<32>(base64_text(pk, "pk")?, "pk")?)
             .is_some()

@@ -6,12 +6,14 @@
 use std::collections::HashMap;
 
 use atm_engine::{DecisionTimes, KeyId, KeyRef, TrustMessage, NS_DECISION_TIME};
-use atm_omemo::crypto::{DeterministicRandom, DeviceAddress, MemoryStore, SecureRandom};
-use atm_omemo::device::{Device, Recipient};
+use atm_omemo::crypto::{DeviceAddress, MemoryStore, RandomError, SecureRandom};
+use atm_omemo::device::{Device, Incoming, Recipient};
 use atm_omemo::elements::Encrypted;
+use atm_omemo::sce::StanzaKind;
 use atm_tm::BareJid;
 use chrono::{DateTime, Utc};
 use minidom::Element;
+use sha2::{Digest, Sha256};
 
 /// A device of the simulated network (an endpoint's, or an outside sender's).
 pub struct SimDevice {
@@ -23,8 +25,51 @@ pub struct SimDevice {
     pub key: KeyId,
 }
 
-fn seeded(label: &str, name: &str) -> DeterministicRandom {
-    DeterministicRandom::new(crate::keys::seed(b"atm-rs sim omemo\0", label, name))
+/// The simulator's generator: reproducible runs need the same keys from the
+/// same scenario, so it is seeded from names, never from the OS. Block `i`
+/// is `SHA-256(seed || i)` (SHA-256 as a PRF in counter mode, the
+/// construction the scenarios' recorded keys were made with). It lives here,
+/// not in `atm-omemo`, whose normal API offers no deterministic generator:
+/// only the simulator, whose keys protect nothing, may be seeded.
+pub struct SimRandom {
+    seed: [u8; 32],
+    counter: u64,
+    buffer: [u8; 32],
+    used: usize,
+}
+
+impl SimRandom {
+    /// A generator whose whole output is determined by `seed`.
+    pub fn new(seed: [u8; 32]) -> Self {
+        SimRandom {
+            seed,
+            counter: 0,
+            buffer: [0; 32],
+            used: 32,
+        }
+    }
+}
+
+impl SecureRandom for SimRandom {
+    fn try_fill(&mut self, dest: &mut [u8]) -> Result<(), RandomError> {
+        for byte in dest.iter_mut() {
+            if self.used == self.buffer.len() {
+                let mut hasher = Sha256::new();
+                hasher.update(self.seed);
+                hasher.update(self.counter.to_be_bytes());
+                self.buffer.copy_from_slice(&hasher.finalize());
+                self.counter = self.counter.wrapping_add(1);
+                self.used = 0;
+            }
+            *byte = self.buffer[self.used];
+            self.used += 1;
+        }
+        Ok(())
+    }
+}
+
+fn seeded(label: &str, name: &str) -> SimRandom {
+    SimRandom::new(crate::keys::seed(b"atm-rs sim omemo\0", label, name))
 }
 
 impl SimDevice {
@@ -56,7 +101,7 @@ impl SimDevice {
 
 /// The OMEMO side of the network: randomness and device lookup.
 pub struct Crypto {
-    rng: DeterministicRandom,
+    rng: SimRandom,
     /// Outside senders, by key name.
     pub outsiders: HashMap<String, SimDevice>,
 }
@@ -126,27 +171,31 @@ impl Crypto {
             .map_err(|e| e.to_string())
     }
 
-    /// Decrypts at `at` a message from `sender_jid` in a stanza to `stanza_to`:
-    /// (sender key, SCE time, content, pending id).
+    /// Decrypts at `at` a message from `sender_jid` in a stanza to `stanza_to`
+    /// sent at `sent_at`: (sender key, SCE time, content, pending id).
     pub fn decrypt(
         &mut self,
         at: &mut SimDevice,
         encrypted: &Encrypted,
         sender_jid: &BareJid,
         stanza_to: &BareJid,
+        sent_at: DateTime<Utc>,
     ) -> Result<(KeyId, DateTime<Utc>, Vec<Element>, u64), String> {
+        let stanza = Incoming {
+            sender: sender_jid.clone(),
+            recipient: stanza_to.clone(),
+            sent_at,
+            kind: StanzaKind::Chat,
+        };
         let opened = at
             .device
-            .decrypt(encrypted, sender_jid, stanza_to, None, &mut self.rng)
+            .decrypt(encrypted, &stanza, None, &mut self.rng)
             .map_err(|e| e.to_string())?;
         let key = KeyId::from_bytes(opened.sender_identity.as_bytes().to_vec())
             .map_err(|e| e.to_string())?;
-        Ok((
-            key,
-            opened.envelope.time,
-            opened.envelope.content,
-            opened.pending_id,
-        ))
+        let time = opened.time.stamp().ok_or("the envelope has no <time>")?;
+        let envelope = opened.envelope.ok_or("an empty OMEMO message")?;
+        Ok((key, time, envelope.content, opened.pending_id))
     }
 
     /// The recipients named in a message's header, other than `except`.

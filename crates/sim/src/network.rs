@@ -563,7 +563,7 @@ impl<F: StoreFactory> Network<F> {
             return Err("not encrypted".into());
         };
         let mut device = devices[to].take().ok_or("receiver device missing")?;
-        let result = crypto.decrypt(&mut device, encrypted, sender_jid, stanza_to);
+        let result = crypto.decrypt(&mut device, encrypted, sender_jid, stanza_to, stamp);
         let own_address = device.address();
         devices[to] = Some(device);
         let (sender_key, time, content, pending) = result?;

@@ -111,3 +111,10 @@ fn invalid_setups_are_refused() {
     )
     .is_err());
 }
+
+/// The engine's margin for a trust message's SCE time and the OMEMO layer's
+/// are one policy, written in two crates that do not depend on each other.
+#[test]
+fn the_engine_and_the_omemo_layer_use_one_time_margin() {
+    assert_eq!(atm_engine::MAX_CLOCK_SKEW, atm_omemo::sce::SCE_TIME_MARGIN);
+}

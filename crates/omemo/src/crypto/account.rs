@@ -14,6 +14,16 @@ pub const PREKEY_TARGET: usize = 100;
 /// Minimum number of prekeys in the bundle (XEP-0384: "at least 25").
 pub const PREKEY_MINIMUM: usize = 25;
 
+/// The id after `id`, wrapping from 2^31 − 1 to 1 (XEP-0384: key ids are
+/// positive numbers of a signed 32-bit integer).
+fn next_key_id(id: u32) -> u32 {
+    if id >= crate::elements::MAX_DEVICE_ID {
+        1
+    } else {
+        id + 1
+    }
+}
+
 /// The device's own keys. Secrets are zeroized on drop; `Debug` shows only ids.
 #[derive(Clone)]
 pub struct Account {
@@ -84,8 +94,7 @@ impl Account {
             .iter()
             .map(|prekey| prekey.id)
             .max()
-            .and_then(|id| id.checked_add(1))
-            .unwrap_or(1);
+            .map_or(1, next_key_id);
         Self {
             identity,
             signed_prekey,
@@ -147,7 +156,7 @@ impl Account {
         let mut added = 0;
         while self.prekeys.len() < PREKEY_TARGET {
             let id = self.next_prekey_id;
-            self.next_prekey_id = self.next_prekey_id.checked_add(1).unwrap_or(1);
+            self.next_prekey_id = next_key_id(self.next_prekey_id);
             if self.prekeys.contains_key(&id) {
                 continue;
             }
@@ -168,7 +177,7 @@ impl Account {
         now: DateTime<Utc>,
         rng: &mut dyn SecureRandom,
     ) -> Result<(), RandomError> {
-        let id = self.signed_prekey.id.checked_add(1).unwrap_or(1);
+        let id = next_key_id(self.signed_prekey.id);
         let fresh = SignedPreKey::generate(&self.identity, id, now, rng)?;
         self.old_signed_prekey = Some(std::mem::replace(&mut self.signed_prekey, fresh));
         Ok(())

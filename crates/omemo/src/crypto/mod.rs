@@ -52,6 +52,7 @@
 
 pub mod account;
 pub mod error;
+#[cfg(any(test, feature = "insecure-deterministic-random-for-tests"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keys;
@@ -75,13 +76,15 @@ pub use payload::{
     KEY_MATERIAL_LENGTH,
 };
 pub use primitives::MAC_LENGTH;
-pub use random::{DeterministicRandom, OsRandom, SecureRandom};
+#[cfg(any(test, feature = "insecure-deterministic-random-for-tests"))]
+pub use random::DeterministicRandom;
+pub use random::{OsRandom, SecureRandom};
 pub use ratchet::{DoubleRatchet, MAX_SKIP, MAX_STORED_SKIPPED_KEYS};
-pub use session::{receive, Initiation, OutgoingMessage, Received, Session};
+pub use session::{receive, Initiation, OutgoingMessage, Received, Session, HEARTBEAT_COUNTER};
 pub use state::STATE_FORMAT_VERSION;
 pub use store::{
-    receive_and_commit, Committed, DeviceAddress, MemoryStore, PendingMessage, ReceiveError,
-    SessionStore,
+    commit_receipt, receive_and_commit, Committed, DeviceAddress, MemoryStore, PendingMessage,
+    ReceiveError, SessionStore,
 };
 pub use x3dh::KeyExchangeHeader;
 #[cfg(test)]

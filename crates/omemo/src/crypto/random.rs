@@ -1,6 +1,15 @@
-//! Injectable randomness: the OS generator in production, a deterministic one in tests.
+//! Injectable randomness: the OS generator in production, a deterministic one
+//! in tests.
+//!
+//! `DeterministicRandom` exists only in this crate's own tests and with the
+//! cargo feature `insecure-deterministic-random-for-tests` (which this crate's
+//! dev-dependencies enable for its integration tests, benches and examples):
+//! a production build cannot name it. A program that needs reproducible
+//! randomness outside tests (the simulator) implements [`SecureRandom`] itself.
 
+#[cfg(any(test, feature = "insecure-deterministic-random-for-tests"))]
 use sha2::{Digest, Sha256};
+#[cfg(any(test, feature = "insecure-deterministic-random-for-tests"))]
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::error::RandomError;
@@ -8,7 +17,7 @@ use super::error::RandomError;
 /// A source of cryptographically secure random bytes.
 ///
 /// Every operation that needs randomness takes `&mut dyn SecureRandom`, so tests
-/// can inject [`DeterministicRandom`] and production code uses [`OsRandom`].
+/// can inject `DeterministicRandom` and production code uses [`OsRandom`].
 pub trait SecureRandom {
     /// Fills `dest` entirely with random bytes.
     ///
@@ -37,7 +46,9 @@ impl SecureRandom for OsRandom {
 }
 
 /// A deterministic generator for tests and known-answer vectors:
-/// block `i` is `SHA-256(seed || i)`. NOT for production use.
+/// block `i` is `SHA-256(seed || i)`. NOT for production use: only in this
+/// crate's tests or with the feature `insecure-deterministic-random-for-tests`.
+#[cfg(any(test, feature = "insecure-deterministic-random-for-tests"))]
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct DeterministicRandom {
     seed: [u8; 32],
@@ -46,6 +57,7 @@ pub struct DeterministicRandom {
     used: usize,
 }
 
+#[cfg(any(test, feature = "insecure-deterministic-random-for-tests"))]
 impl DeterministicRandom {
     /// A generator whose whole output is determined by `seed`.
     #[must_use]
@@ -59,6 +71,7 @@ impl DeterministicRandom {
     }
 }
 
+#[cfg(any(test, feature = "insecure-deterministic-random-for-tests"))]
 impl std::fmt::Debug for DeterministicRandom {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
@@ -68,6 +81,7 @@ impl std::fmt::Debug for DeterministicRandom {
     }
 }
 
+#[cfg(any(test, feature = "insecure-deterministic-random-for-tests"))]
 impl SecureRandom for DeterministicRandom {
     fn try_fill(&mut self, dest: &mut [u8]) -> Result<(), RandomError> {
         for byte in dest.iter_mut() {

@@ -19,6 +19,35 @@ use super::random::SecureRandom;
 use super::ratchet::{DoubleRatchet, ASSOCIATED_DATA_LENGTH};
 use super::x3dh::{self, KeyExchangeHeader};
 
+/// XEP-0384 §Business Rules: the first message received for a ratchet key
+/// with a counter of this or higher asks for a heartbeat (an empty message).
+pub const HEARTBEAT_COUNTER: u32 = 53;
+
+/// Whether decrypting a message turned `before` into `after` with the first
+/// message of the peer's current ratchet key whose counter is at least
+/// [`HEARTBEAT_COUNTER`].
+pub(crate) fn heartbeat_due(before: Option<&Session>, after: &Session) -> bool {
+    let reached = |session: &Session| {
+        session
+            .ratchet
+            .receiving
+            .as_ref()
+            .is_some_and(|chain| chain.length > HEARTBEAT_COUNTER)
+    };
+    if !reached(after) {
+        return false;
+    }
+    match before {
+        Some(before)
+            if before.key_exchange == after.key_exchange
+                && before.ratchet.other_ratchet_pub == after.ratchet.other_ratchet_pub =>
+        {
+            !reached(before)
+        }
+        _ => true,
+    }
+}
+
 /// Which side started the session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Initiation {

@@ -30,7 +30,7 @@ use super::account::Account;
 use super::error::{DecryptError, RandomError, StateError};
 use super::keys::IdentityPublicKey;
 use super::random::SecureRandom;
-use super::session::{receive, Session};
+use super::session::{receive, Received, Session};
 
 /// A remote device: bare JID and OMEMO device id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -179,6 +179,23 @@ pub fn receive_and_commit<S: SessionStore>(
         key_exchange,
         rng,
     )?;
+    commit_receipt(store, &account, peer, received, rng)
+}
+
+/// Step 2 of "decrypt, persist, act" for the result of [`receive`] against
+/// `account` (the stored account it was computed with): removes the used
+/// prekey and replenishes, then stores session, account and pending data in
+/// one transaction.
+///
+/// # Errors
+/// [`ReceiveError`]; the store is unchanged then.
+pub fn commit_receipt<S: SessionStore>(
+    store: &mut S,
+    account: &Account,
+    peer: &DeviceAddress,
+    received: Received,
+    rng: &mut dyn SecureRandom,
+) -> Result<Committed, ReceiveError<S::Error>> {
     let mut updated = None;
     if let Some(prekey) = received.consumed_prekey {
         let mut next = account.clone();
