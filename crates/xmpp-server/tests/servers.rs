@@ -181,13 +181,17 @@ async fn channel_binding_quirk(kind: Kind, server: &Server, account: &tokio_xmpp
 }
 
 fn publish(item_id: &str, with_max_items: bool) -> Element {
+    publish_to(BUNDLES, item_id, with_max_items)
+}
+
+fn publish_to(node: &str, item_id: &str, with_max_items: bool) -> Element {
     let max_items = if with_max_items {
         "<field var='pubsub#max_items'><value>max</value></field>"
     } else {
         ""
     };
     element(&format!(
-        "<pubsub xmlns='{PUBSUB}'><publish node='{BUNDLES}'><item id='{item_id}'>\
+        "<pubsub xmlns='{PUBSUB}'><publish node='{node}'><item id='{item_id}'>\
          <bundle xmlns='urn:xmpp:omemo:2'><spk id='1'>AAAA</spk></bundle></item></publish>\
          <publish-options><x xmlns='jabber:x:data' type='submit'>\
          <field var='FORM_TYPE' type='hidden'><value>{PUBSUB}#publish-options</value></field>\
@@ -220,23 +224,46 @@ async fn pep_keeps_two_open_items(
             .iq_ok(None, IqRequest::Set(publish(id, with_max_items)))
             .await;
     }
+    let ids = item_ids(bob, alice_jid, BUNDLES).await;
+    assert!(
+        ids.contains(&"12345".to_owned()) && ids.contains(&"67890".to_owned()),
+        "both bundles must be kept, got {ids:?}"
+    );
+
+    // The quirk the configuration and publish-options work around: a PEP
+    // node that is not told otherwise keeps one item.
+    let plain = "urn:atm-rs:test:plain";
+    for id in ["first", "second"] {
+        alice
+            .iq_ok(None, IqRequest::Set(publish_to(plain, id, false)))
+            .await;
+    }
+    let ids = item_ids(bob, alice_jid, plain).await;
+    assert_eq!(
+        ids,
+        vec!["second".to_owned()],
+        "a default PEP node keeps only the last item"
+    );
+}
+
+async fn item_ids(
+    reader: &mut Online,
+    owner: &tokio_xmpp::jid::BareJid,
+    node: &str,
+) -> Vec<String> {
     let request = element(&format!(
-        "<pubsub xmlns='{PUBSUB}'><items node='{BUNDLES}'/></pubsub>"
+        "<pubsub xmlns='{PUBSUB}'><items node='{node}'/></pubsub>"
     ));
-    let answer = bob
-        .iq_ok(Some(alice_jid), IqRequest::Get(request))
+    let answer = reader
+        .iq_ok(Some(owner), IqRequest::Get(request))
         .await
         .expect("items payload");
-    let ids: Vec<String> = answer
+    answer
         .children()
         .filter(|c| c.name() == "items")
         .flat_map(|items| items.children())
         .filter_map(|item| item.attr("id").map(str::to_owned))
-        .collect();
-    assert!(
-        ids.contains(&"12345".to_owned()) && ids.contains(&"67890".to_owned()),
-        "items {ids:?}"
-    );
+        .collect()
 }
 
 /// MAM archives by default: the sender's archive holds `body`.
