@@ -161,9 +161,9 @@ impl ServerConnectorError for ConnectError {}
 /// By default it offers no channel binding, so SASL uses `SCRAM-*` (or
 /// `PLAIN` inside TLS) without `-PLUS`: ejabberd 23.01 offers
 /// `SCRAM-*-PLUS` on TLS 1.3 but rejects the `tls-exporter` binding that
-/// tokio-xmpp sends there ("Invalid channel binding"; it knows only
-/// `tls-unique`, which TLS 1.3 lacks) and does not advertise XEP-0440, so a
-/// client cannot tell in advance. [`TestCaConnector::with_channel_binding`]
+/// tokio-xmpp sends there ("Invalid channel binding"; probably it knows only
+/// `tls-unique`, which TLS 1.3 lacks) and advertises no XEP-0440 types, so
+/// a client cannot tell in advance. [`TestCaConnector::with_channel_binding`]
 /// turns tokio-xmpp's behaviour back on.
 #[derive(Clone)]
 pub struct TestCaConnector {
