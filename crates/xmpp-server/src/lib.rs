@@ -46,12 +46,14 @@ mod federation;
 mod ports;
 mod process;
 mod prosody;
+mod reaper;
 mod server;
 
 pub use ca::{CertFiles, ServerCertificate, TestCa};
 pub use error::Error;
 pub use federation::{Federation, Side};
 pub use ports::PortLease;
+pub use reaper::reap_orphans;
 pub use server::{Options, Server, DEBUG_ENV, KEEP_ENV};
 
 /// Which server software.

@@ -71,6 +71,9 @@ pub struct Server {
     startup_timeout: Duration,
     process: Option<ServerProcess>,
     dir_path: PathBuf,
+    /// Locked while this `Server` lives: tells other processes' reapers
+    /// that the directory has an owner (see `reaper`).
+    _owner: std::fs::File,
     dir: Option<TempDir>,
 }
 
@@ -113,11 +116,13 @@ impl Server {
             });
         }
         let program = find_program(options.kind, options.program.as_deref())?;
+        crate::reaper::reap_orphans_once();
         let dir = tempfile::Builder::new()
             .prefix(&format!("atm-{}-", options.kind))
             .tempdir()
             .map_err(io_error("creating a directory in", std::env::temp_dir()))?;
         let dir_path = dir.path().to_path_buf();
+        let owner = crate::reaper::claim(&dir_path).map_err(io_error("locking", &dir_path))?;
         let domains: Vec<&str> = options.domains.iter().map(String::as_str).collect();
         let mut names = domains.clone();
         names.push("localhost");
@@ -177,6 +182,7 @@ impl Server {
             startup_timeout: options.startup_timeout,
             process: None,
             dir_path,
+            _owner: owner,
             dir: Some(dir),
         };
         server.start_again()?;
