@@ -29,6 +29,11 @@ pub(crate) fn log_path(dir: &Path) -> PathBuf {
 /// The log line that says the node is up.
 pub(crate) const STARTED_LINE: &str = " is started in the node ";
 
+/// The log line that says the c2s listener accepts on `addr`.
+pub(crate) fn accepting_line(addr: std::net::SocketAddr) -> String {
+    format!("Start accepting TCP connections at {addr} for ejabberd_c2s")
+}
+
 /// `DIR/ejabberdctl --config-dir DIR --logs DIR/logs --spool DIR/db
 /// foreground`. The private script `exec`s into `erl`, which `exec`s into
 /// `beam.smp`: the child is the server. HOME points into DIR so that nothing

@@ -31,9 +31,10 @@ pub(crate) struct ServerProcess {
 pub(crate) struct Readiness<'a> {
     /// Ports that must accept a TCP connection.
     pub ports: &'a [SocketAddr],
-    /// A line that must appear in the log (after `log_offset`), if any.
-    pub log_line: Option<&'a str>,
-    /// The log to read for `log_line` and for the error's tail.
+    /// Lines that must appear in the log (after `log_offset`): they show
+    /// that this server, not some other process, bound the ports.
+    pub log_lines: &'a [String],
+    /// The log to read for `log_lines` and for the error's tail.
     pub log: &'a Path,
     /// Other files whose tail helps explain a failure (console output).
     pub extra_logs: &'a [PathBuf],
@@ -147,9 +148,13 @@ fn missing_condition(ready: &Readiness<'_>) -> Option<String> {
             return Some(format!("TCP port {addr}"));
         }
     }
-    if let Some(line) = ready.log_line {
+    if !ready.log_lines.is_empty() {
         let text = read_from(ready.log, ready.log_offset);
-        if !text.contains(line) {
+        if let Some(line) = ready
+            .log_lines
+            .iter()
+            .find(|line| !text.contains(line.as_str()))
+        {
             return Some(format!("log line {line:?} in {}", ready.log.display()));
         }
     }

@@ -50,6 +50,15 @@ pub(crate) fn command(program: &Path, dir: &Path) -> Command {
     command
 }
 
+/// The log line that says `service` listens on `addr`.
+pub(crate) fn activated_line(service: &str, addr: std::net::SocketAddr) -> String {
+    format!(
+        "Activated service '{service}' on [{}]:{}",
+        addr.ip(),
+        addr.port()
+    )
+}
+
 /// A Lua string literal.
 fn lua(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);

@@ -207,12 +207,25 @@ impl Server {
         if let Some(port) = self.s2s_port() {
             ports.push(SocketAddr::new(self.ip, port));
         }
+        let log_lines: Vec<String> = match self.kind {
+            Kind::Prosody => {
+                let mut lines = vec![prosody::activated_line("c2s", self.c2s_addr())];
+                if let Some(port) = self.s2s_port() {
+                    lines.push(prosody::activated_line(
+                        "s2s",
+                        SocketAddr::new(self.ip, port),
+                    ));
+                }
+                lines
+            }
+            Kind::Ejabberd => vec![
+                ejabberd::STARTED_LINE.to_owned(),
+                ejabberd::accepting_line(self.c2s_addr()),
+            ],
+        };
         let readiness = Readiness {
             ports: &ports,
-            log_line: match self.kind {
-                Kind::Prosody => None,
-                Kind::Ejabberd => Some(ejabberd::STARTED_LINE),
-            },
+            log_lines: &log_lines,
             log: &log,
             extra_logs: std::slice::from_ref(&console),
             log_offset,

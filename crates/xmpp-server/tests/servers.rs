@@ -57,6 +57,12 @@ async fn exercise(kind: Kind) {
         "a second registration of alice must be refused, got {again}"
     );
 
+    let plain = features_before_tls(server.c2s_addr(), org);
+    assert!(plain.contains("starttls"), "STARTTLS offered: {plain}");
+    assert!(
+        !plain.contains("<mechanisms"),
+        "no login before TLS: {plain}"
+    );
     refuses_tls_with_another_ca(&server, &alice).await;
     let connector = server.connector().unwrap();
     client_tls::check_login(&connector, &carol, PASSWORD, STEP)
@@ -282,6 +288,34 @@ async fn archive_has(client: &mut Online, body: &str) {
         "MAM query refused: {answer:?}"
     );
     assert!(found, "{body:?} not in the archive");
+}
+
+/// `require_tls = false` (for a client's explicit plaintext mode on
+/// loopback): SASL is offered before TLS, and STARTTLS still is.
+#[test]
+fn plaintext_login_is_offered_only_when_asked() {
+    let servers: Vec<std::thread::JoinHandle<()>> = [Kind::Prosody, Kind::Ejabberd]
+        .into_iter()
+        .map(|kind| {
+            std::thread::spawn(move || {
+                let mut options = atm_xmpp_server::Options::new(kind);
+                options.require_tls = false;
+                let server = Server::start_with(options).unwrap();
+                let plain = features_before_tls(server.c2s_addr(), "example.com");
+                assert!(
+                    plain.contains("<mechanisms"),
+                    "{kind}: SASL before TLS: {plain}"
+                );
+                assert!(
+                    plain.contains("starttls"),
+                    "{kind}: STARTTLS still offered: {plain}"
+                );
+            })
+        })
+        .collect();
+    for server in servers {
+        server.join().unwrap();
+    }
 }
 
 #[test]

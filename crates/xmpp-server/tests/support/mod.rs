@@ -212,3 +212,26 @@ pub fn element(text: &str) -> Element {
     text.parse()
         .unwrap_or_else(|e| panic!("bad test XML {text}: {e}"))
 }
+
+/// The stream features a server offers before TLS (raw TCP, bounded).
+pub fn features_before_tls(addr: std::net::SocketAddr, domain: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        tcp,
+        "<?xml version='1.0'?><stream:stream to='{domain}' version='1.0' xmlns='jabber:client' \
+         xmlns:stream='http://etherx.jabber.org/streams'>"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    while !text.contains("</stream:features>") && text.len() < 65_536 {
+        let read = tcp
+            .read(&mut buffer)
+            .expect("no stream features within 5 s");
+        assert!(read > 0, "stream closed before its features: {text}");
+        text.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+    text
+}
