@@ -108,6 +108,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// The [`crate::Options`] cannot be used (a non-loopback address, no
+    /// domain, a domain that is not a plain DNS name).
+    #[error("invalid server options: {reason}")]
+    InvalidOptions {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A domain that this server does not serve was named.
     #[error("{domain} is not a domain of this server (it serves {served:?})")]
     UnknownDomain {

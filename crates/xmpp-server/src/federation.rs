@@ -47,6 +47,17 @@ impl Federation {
 
     /// Two Prosody servers for the given sides.
     pub fn start_with(first: Side, second: Side) -> Result<Self, Error> {
+        for side in [&first, &second] {
+            let mut options = Options::new(Kind::Prosody);
+            options.domains = vec![side.domain.clone()];
+            options.ip = side.ip;
+            crate::server::validate(&options)?;
+        }
+        if first.ip == second.ip || first.domain == second.domain {
+            return Err(Error::InvalidOptions {
+                reason: "the two sides need different addresses and domains".into(),
+            });
+        }
         let ca = TestCa::generate()?;
         let s2s_first = PortLease::acquire(first.ip)?;
         let s2s_second = PortLease::acquire(second.ip)?;

@@ -34,6 +34,11 @@ impl PortLease {
 
     /// Leases a port that is free on `ip` now and not leased by anyone else.
     pub fn acquire(ip: IpAddr) -> Result<Self, Error> {
+        if !ip.is_loopback() {
+            return Err(Error::InvalidOptions {
+                reason: format!("{ip} is not a loopback address"),
+            });
+        }
         let dir = lock_dir();
         std::fs::create_dir_all(&dir).map_err(io_error("creating", &dir))?;
         let start = start_offset();

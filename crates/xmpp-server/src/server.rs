@@ -94,6 +94,7 @@ impl Server {
     /// Starts a private server with `options`, and waits until it accepts
     /// connections (bounded by `options.startup_timeout`).
     pub fn start_with(options: Options) -> Result<Self, Error> {
+        validate(&options)?;
         let c2s = PortLease::acquire(options.ip)?;
         let ca = TestCa::generate()?;
         Self::launch(
@@ -108,13 +109,7 @@ impl Server {
 
     pub(crate) fn launch(plan: Plan, ca: &TestCa) -> Result<Self, Error> {
         let Plan { options, c2s, s2s } = plan;
-        if !options.ip.is_loopback() {
-            return Err(Error::Io {
-                action: "refusing to listen on a non-loopback address",
-                path: PathBuf::from(options.ip.to_string()),
-                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
-            });
-        }
+        validate(&options)?;
         let program = find_program(options.kind, options.program.as_deref())?;
         crate::reaper::reap_orphans_once();
         let dir = tempfile::Builder::new()
@@ -344,6 +339,33 @@ impl Drop for Server {
             }
         }
     }
+}
+
+/// Loopback only; at least one domain, each a plain lower-case DNS name
+/// (it is written into Lua and YAML configuration and a certificate).
+pub(crate) fn validate(options: &Options) -> Result<(), Error> {
+    let invalid = |reason: String| Err(Error::InvalidOptions { reason });
+    if !options.ip.is_loopback() {
+        return invalid(format!("{} is not a loopback address", options.ip));
+    }
+    if options.domains.is_empty() {
+        return invalid("no domain to serve".into());
+    }
+    for domain in &options.domains {
+        let label_ok = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if domain.len() > 253 || !domain.split('.').all(label_ok) {
+            return invalid(format!("{domain:?} is not a plain lower-case DNS name"));
+        }
+    }
+    Ok(())
 }
 
 /// The program that runs `kind`: `explicit` if given, else the first match

@@ -319,6 +319,20 @@ fn plaintext_login_is_offered_only_when_asked() {
 }
 
 #[test]
+fn bad_options_are_refused_before_anything_starts() {
+    let refuse = |change: &dyn Fn(&mut atm_xmpp_server::Options)| {
+        let mut options = atm_xmpp_server::Options::new(Kind::Prosody);
+        change(&mut options);
+        let error = Server::start_with(options).unwrap_err();
+        assert!(matches!(error, Error::InvalidOptions { .. }), "{error}");
+    };
+    refuse(&|o| o.ip = "192.0.2.1".parse().unwrap());
+    refuse(&|o| o.domains.clear());
+    refuse(&|o| o.domains = vec!["evil\"; os.exit()".into()]);
+    refuse(&|o| o.domains = vec!["Example.org".into()]);
+}
+
+#[test]
 fn a_missing_program_is_a_typed_error() {
     let mut options = atm_xmpp_server::Options::new(Kind::Prosody);
     options.program = Some("/nonexistent/prosody".into());
