@@ -97,9 +97,20 @@ impl Federation {
 
     /// The server that serves `domain`.
     pub fn server(&self, domain: &str) -> Result<&Server, Error> {
+        let index = self.index_of(domain)?;
+        Ok(&self.servers[index])
+    }
+
+    /// The server that serves `domain`, mutable (to stop or restart it).
+    pub fn server_mut(&mut self, domain: &str) -> Result<&mut Server, Error> {
+        let index = self.index_of(domain)?;
+        Ok(&mut self.servers[index])
+    }
+
+    fn index_of(&self, domain: &str) -> Result<usize, Error> {
         self.servers
             .iter()
-            .find(|s| s.domains().iter().any(|d| d == domain))
+            .position(|s| s.domains().iter().any(|d| d == domain))
             .ok_or_else(|| Error::UnknownDomain {
                 domain: domain.to_owned(),
                 served: self

@@ -1,6 +1,7 @@
 //! Two Prosody processes on 127.0.0.2 and 127.0.0.3 federate over s2s
 //! (static routes, certificate authentication with the test CA): a
-//! message alice@example.org -> bob@example.com, and the reply.
+//! message alice@example.org -> bob@example.com, and the reply; again
+//! after example.com restarted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,7 +12,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_crosses_two_servers_and_back() {
-    let federation = blocking(Federation::start).await.unwrap();
+    let mut federation = blocking(Federation::start).await.unwrap();
     let org = federation.server("example.org").unwrap();
     let com = federation.server("example.com").unwrap();
     assert_ne!(org.c2s_addr().ip(), com.c2s_addr().ip(), "two addresses");
@@ -48,6 +49,26 @@ async fn a_message_crosses_two_servers_and_back() {
         );
     }
 
-    alice1.end().await;
+    // example.com restarts (a fault test's building block): org's s2s link
+    // breaks, and the next message opens a new one.
     bob1.end().await;
+    let mut federation = blocking(move || {
+        federation.server_mut("example.com")?.restart()?;
+        Ok::<_, Error>(federation)
+    })
+    .await
+    .unwrap();
+    let com = federation.server("example.com").unwrap();
+    let mut bob2 = online_at(com, &bob).await;
+    alice1
+        .send_chat(&bob, "still there after the restart?")
+        .await;
+    bob2.expect_chat(&alice, "still there after the restart?")
+        .await;
+    bob2.send_chat(&alice, "yes").await;
+    alice1.expect_chat(&bob, "yes").await;
+
+    alice1.end().await;
+    bob2.end().await;
+    federation.servers_mut()[0].stop().unwrap();
 }
