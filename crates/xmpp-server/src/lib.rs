@@ -17,8 +17,10 @@
 //! [`Server::register`] accounts, connect clients with
 //! [`client_tls::connect`] over [`Server::connector`], optionally
 //! [`Server::restart`], and [`Server::stop`] or drop (which stops it by
-//! pid). Start and stop block the thread (seconds for ejabberd); in async
-//! code call them from `spawn_blocking` or before the runtime's work.
+//! pid). Start, restart, stop and drop block the thread (seconds for
+//! ejabberd, at most 10 s + 5 s for a server that ignores SIGTERM); in async
+//! code call them from `spawn_blocking`. [`reap_orphans`] stops servers whose
+//! test process was killed before it could.
 //!
 //! ```no_run
 //! use std::time::Duration;
