@@ -21,7 +21,10 @@ use nix::unistd::Pid;
 pub(crate) const OWNER_LOCK: &str = "owner.lock";
 /// Prefixes of the server directories in the temporary directory.
 pub(crate) const DIR_PREFIXES: [&str; 2] = ["atm-prosody-", "atm-ejabberd-"];
-const PID_FILES: [&str; 2] = ["prosody.pid", "ejabberd.pid"];
+/// The pid the harness wrote right after spawning, then the servers' own
+/// pid files (Prosody can write its one after its port is open).
+pub(crate) const HARNESS_PID_FILE: &str = "server.pid";
+const PID_FILES: [&str; 3] = [HARNESS_PID_FILE, "prosody.pid", "ejabberd.pid"];
 
 /// Creates and locks DIR/owner.lock; keep the file as long as the server.
 pub(crate) fn claim(dir: &Path) -> std::io::Result<File> {
@@ -98,7 +101,7 @@ fn proc_dir(pid: u32) -> PathBuf {
 /// Pids from the directory's pid files whose command line names `dir`.
 fn orphan_pids(dir: &Path) -> Vec<u32> {
     let needle = dir.to_string_lossy().into_owned();
-    PID_FILES
+    let mut pids: Vec<u32> = PID_FILES
         .iter()
         .filter_map(|file| std::fs::read_to_string(dir.join(file)).ok())
         .filter_map(|text| text.trim().parse::<u32>().ok())
@@ -107,5 +110,8 @@ fn orphan_pids(dir: &Path) -> Vec<u32> {
                 .map(|cmdline| String::from_utf8_lossy(&cmdline).contains(&needle))
                 .unwrap_or(false)
         })
-        .collect()
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }

@@ -198,6 +198,11 @@ impl Server {
             Kind::Ejabberd => ejabberd::command(&self.dir_path),
         };
         let mut process = ServerProcess::spawn(self.kind, command, &console)?;
+        // For the reaper of another process, should this one die before
+        // stopping the server (Prosody can write its own pid file after its
+        // port is already open).
+        let pid_file = self.dir_path.join(crate::reaper::HARNESS_PID_FILE);
+        crate::ca::write(&pid_file, &format!("{}\n", process.pid()))?;
         let mut ports = vec![self.c2s_addr()];
         if let Some(port) = self.s2s_port() {
             ports.push(SocketAddr::new(self.ip, port));
