@@ -202,7 +202,7 @@ impl TestCaConnector {
                 reason: "no CERTIFICATE block in the PEM".into(),
             });
         }
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
         let tls = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| ClientError::Ca {
