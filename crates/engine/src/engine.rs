@@ -210,6 +210,11 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     statement_overlay: HashMap<KeyRef, BTreeMap<KeyRef, Option<Statement>>>,
     /// The targets of `statement_overlay`, by source.
     statement_targets: HashMap<KeyRef, BTreeSet<KeyRef>>,
+    /// Revocations recorded in this input: since when a key is distrusted,
+    /// and until when (authenticated again).
+    revocations: HashMap<KeyRef, (DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// Keys authenticated again in this input, with the time.
+    reauthenticated_at: Vec<(KeyRef, DateTime<Utc>)>,
 }
 
 /// The newest of two decisions: the later time, and at equal times a
@@ -243,6 +248,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             confirm_overlay: HashMap::default(),
             statement_overlay: HashMap::default(),
             statement_targets: HashMap::default(),
+            revocations: HashMap::default(),
+            reauthenticated_at: Vec::new(),
         }
     }
 
@@ -501,6 +508,16 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             return Ok(());
         }
         let authenticated = sender_level == Some(TrustLevel::Authenticated);
+        // Sent while its sender was distrusted, delivered after the sender
+        // was authenticated again: still void.
+        if let Some((since, Some(until))) = self.revocation(&sender)? {
+            if since <= stamp && stamp < until {
+                self.effects
+                    .push(Effect::Ignored(IgnoreReason::SenderDistrusted));
+                self.missed(&sender)?;
+                return Ok(());
+            }
+        }
         let from_own_account = received.sender == self.config.own.owner;
         let source = Rc::new(Source {
             sender: sender.clone(),
@@ -509,6 +526,19 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         let mut postponer = Postponer::default();
         let mut self_vouching = false;
         for owner in &message.key_owners {
+            // A contact that authenticated this endpoint again asks for what
+            // it missed with a decision about this endpoint's key, which the
+            // authority rule below would otherwise drop.
+            let own_key = &self.config.own;
+            if !from_own_account
+                && owner.jid == own_key.owner
+                && authenticated
+                && received.co_recipients.is_empty()
+                && owner.trust.contains(&own_key.key)
+                && !self.syncs.contains(&sender)
+            {
+                self.syncs.push(sender.clone());
+            }
             if !from_own_account && owner.jid != received.sender {
                 self.effects
                     .push(Effect::Ignored(IgnoreReason::ForeignOwner(
@@ -795,6 +825,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         let level = TrustLevel::of_decision(kind);
         let manual = cause == Cause::Manual;
         let released = matches!(cause, Cause::Postponed(_));
+        let corrected = matches!(cause, Cause::Revoked(_));
         self.change_level(target, level, Some(time), cause);
         self.changed.push(Change {
             target: target.clone(),
@@ -808,8 +839,10 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                     if before == TrustLevel::ManuallyDistrusted {
                         // Authenticated again: if this endpoint dropped some
                         // of its word meanwhile, it is asked to say it again
-                        // (docs/propagation.md, Re-authentication).
+                        // (docs/propagation.md, Re-authentication); what it
+                        // sent while distrusted stays void.
                         self.reauthenticated.insert(target.clone());
+                        self.reauthenticated_at.push((target.clone(), time));
                     }
                     if released {
                         self.syncs.push(target.clone());
@@ -820,8 +853,9 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 }
             }
             DecisionKind::Distrust => {
-                if before != TrustLevel::ManuallyDistrusted {
+                if before != TrustLevel::ManuallyDistrusted && !corrected {
                     self.revoke_queue.push_back((target.clone(), time));
+                    self.revocations.insert(target.clone(), (time, None));
                 }
             }
         }
@@ -919,6 +953,18 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         Ok(())
     }
 
+    /// The last revocation of `key`: since when it was distrusted, and until
+    /// when, if it was authenticated again.
+    fn revocation(
+        &mut self,
+        key: &KeyRef,
+    ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>, S> {
+        if let Some(r) = self.revocations.get(key) {
+            return Ok(Some(*r));
+        }
+        self.store.revocation(key).map_err(EngineError::Store)
+    }
+
     /// Notes that some word of `key` was dropped.
     fn missed(&mut self, key: &KeyRef) -> Result<(), S> {
         if !self.changes.missed.contains(key)
@@ -965,23 +1011,19 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             }
         }
         let cause = Cause::Revoked(speaker.clone());
-        let voided_time = voided.decision.time;
-        let correction = match (voided.decision.kind, best) {
+        match (voided.decision.kind, best) {
             (kind, Some(b)) if b.kind == kind => {
                 // Same level, older time: nothing to pass on.
                 self.change_level(target, TrustLevel::of_decision(kind), Some(b.time), cause);
-                return Ok(());
             }
-            (DecisionKind::Trust, _) => Some((DecisionKind::Distrust, voided_time)),
-            (DecisionKind::Distrust, Some(_)) => Some((
-                DecisionKind::Trust,
-                voided_time + chrono::TimeDelta::microseconds(1),
-            )),
-            (DecisionKind::Distrust, None) => None,
-        };
-        match correction {
-            Some((kind, time)) => {
+            (DecisionKind::Trust, _) => {
+                // Only the revoked key vouched for it, after its revocation:
+                // distrusted, at the void decision's time so that the
+                // correction wins wherever the void trust was passed on. The
+                // correction revokes nothing in turn (it is no one's word
+                // about that key's own statements).
                 let own = self.config.own.clone();
+                let time = voided.decision.time;
                 self.write_statement(
                     target,
                     &own,
@@ -989,15 +1031,42 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                         source: own.clone(),
                         decision: Decision {
                             target: target.clone(),
-                            kind,
+                            kind: DecisionKind::Distrust,
                             time,
                         },
                         stamp: self.now,
                     }),
                 );
-                self.decide(target, current.level, kind, time, cause, None);
+                self.decide(
+                    target,
+                    current.level,
+                    DecisionKind::Distrust,
+                    time,
+                    cause,
+                    None,
+                );
             }
-            None => {
+            (DecisionKind::Distrust, Some(_)) => {
+                // Back to the trust behind it, stated just after the void
+                // distrust so that it also wins where that was passed on.
+                let own = self.config.own.clone();
+                let time = voided.decision.time + chrono::TimeDelta::microseconds(1);
+                self.write_statement(
+                    target,
+                    &own,
+                    Some(Statement {
+                        source: own.clone(),
+                        decision: Decision {
+                            target: target.clone(),
+                            kind: DecisionKind::Trust,
+                            time,
+                        },
+                        stamp: self.now,
+                    }),
+                );
+                self.decide(target, current.level, DecisionKind::Trust, time, cause, None);
+            }
+            (DecisionKind::Distrust, None) => {
                 let level = self.initial_level(&target.owner)?;
                 self.change_level(target, level, None, cause);
             }
@@ -1148,6 +1217,14 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 }
             }
         }
+        for (key, until) in std::mem::take(&mut self.reauthenticated_at) {
+            if let Some((since, _)) = self.revocation(&key)? {
+                self.revocations.insert(key, (since, Some(until)));
+            }
+        }
+        for (key, (since, until)) in std::mem::take(&mut self.revocations) {
+            self.changes.revocations.push((key, since, until));
+        }
         for (target, written) in std::mem::take(&mut self.statement_overlay) {
             for (source, statement) in written {
                 match statement {
@@ -1210,7 +1287,12 @@ impl Postponer {
             return Ok(());
         };
         let known = stored.get(&decision.target);
-        if known.is_some_and(|p| p.decision.time > decision.time) {
+        // An older decision changes nothing; the same word said again keeps
+        // the stamp of its first saying.
+        if known.is_some_and(|p| {
+            p.decision.time > decision.time
+                || (p.decision.time == decision.time && p.decision.kind == decision.kind)
+        }) {
             return Ok(());
         }
         if known.is_none() {

@@ -134,6 +134,10 @@ pub struct Changeset {
     pub missed: Vec<KeyRef>,
     /// Keys asked to say again what was dropped. Applied before `missed`.
     pub unmissed: Vec<KeyRef>,
+    /// The last revocation of a key, to insert or replace: since when it was
+    /// distrusted and, once it is authenticated again, until when. What it
+    /// sent in between stays void.
+    pub revocations: Vec<(KeyRef, DateTime<Utc>, Option<DateTime<Utc>>)>,
     /// Statements to insert or replace (one per target and source).
     pub statements: Vec<Statement>,
     /// Statements deleted, as (target, source). Applied before `statements`.
@@ -218,6 +222,12 @@ pub trait TrustStore {
             .find(|s| s.source == *source))
     }
 
+    /// The last revocation of `key` (see [`Changeset::revocations`]).
+    fn revocation(
+        &mut self,
+        key: &KeyRef,
+    ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>, Self::Error>;
+
     /// `true` if this endpoint dropped some word of `key` since it last
     /// asked it to say it again (see [`Changeset::missed`]).
     fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, Self::Error>;
@@ -256,6 +266,7 @@ pub struct MemoryStore {
     statements: StatementIndex,
     authenticated_owners: HashSet<BareJid>,
     missed: HashSet<KeyRef>,
+    revocations: HashMap<KeyRef, (DateTime<Utc>, Option<DateTime<Utc>>)>,
     confirmations: BTreeMap<KeyRef, Confirmation>,
     policy: Option<Policy>,
 }
@@ -400,6 +411,13 @@ impl TrustStore for MemoryStore {
         Ok(self.statements.of(target, source))
     }
 
+    fn revocation(
+        &mut self,
+        key: &KeyRef,
+    ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>, Infallible> {
+        Ok(self.revocations.get(key).copied())
+    }
+
     fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, Infallible> {
         Ok(self.missed.contains(key))
     }
@@ -474,6 +492,9 @@ impl TrustStore for MemoryStore {
             self.missed.remove(key);
         }
         self.missed.extend(changes.missed.iter().cloned());
+        for (key, since, until) in &changes.revocations {
+            self.revocations.insert(key.clone(), (*since, *until));
+        }
         if let Some(policy) = changes.policy {
             self.policy = Some(policy);
         }

@@ -51,3 +51,17 @@ CREATE TABLE trust_missed (
     key BLOB NOT NULL,
     PRIMARY KEY (scope, owner, key)
 ) STRICT, WITHOUT ROWID;
+
+-- The last revocation of each key: since when it was distrusted and, once it
+-- was authenticated again, until when. What it sent in between stays void.
+CREATE TABLE trust_revocation (
+    scope INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    key BLOB NOT NULL,
+    since_s INTEGER NOT NULL,
+    since_ns INTEGER NOT NULL CHECK (since_ns BETWEEN 0 AND 1999999999),
+    until_s INTEGER,
+    until_ns INTEGER CHECK (until_ns BETWEEN 0 AND 1999999999),
+    CHECK ((until_s IS NULL) = (until_ns IS NULL)),
+    PRIMARY KEY (scope, owner, key)
+) STRICT, WITHOUT ROWID;

@@ -42,7 +42,12 @@ pub struct SqliteTrustStore {
     authenticated_owners: HashSet<BareJid>,
     /// Keys whose word was dropped.
     missed: HashSet<KeyRef>,
+    /// The last revocation of each key.
+    revocations: HashMap<KeyRef, Revocation>,
 }
+
+/// Since when a key was distrusted, and until when.
+type Revocation = (DateTime<Utc>, Option<DateTime<Utc>>);
 
 /// A row of a waiting-decision table: sender, decision, stamp.
 type WaitingRow = (Option<KeyRef>, Decision, DateTime<Utc>);
@@ -130,6 +135,7 @@ impl SqliteTrustStore {
             statements: StatementIndex::default(),
             authenticated_owners: HashSet::new(),
             missed: HashSet::new(),
+            revocations: HashMap::new(),
         };
         store.load_keys()?;
         store.load_postponed_senders()?;
@@ -344,6 +350,38 @@ impl SqliteTrustStore {
                 self.key_id("trust_missed", key)?,
             );
             self.missed.insert(key);
+        }
+        type Row = (String, Vec<u8>, i64, i64, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = self
+            .database
+            .connection
+            .prepare(
+                "SELECT owner, key, since_s, since_ns, until_s, until_ns FROM trust_revocation WHERE scope = ?1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params![self.scope], |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.database.error(e))?;
+        let table = "trust_revocation";
+        for (owner, key, ss, sn, us, un) in rows {
+            let key = KeyRef::new(self.jid(table, &owner)?, self.key_id(table, key)?);
+            let since = self.time(table, ss, sn)?;
+            let until = match (us, un) {
+                (Some(s), Some(n)) => Some(self.time(table, s, n)?),
+                _ => None,
+            };
+            self.revocations.insert(key, (since, until));
         }
         Ok(())
     }
@@ -590,6 +628,24 @@ impl SqliteTrustStore {
                      ON CONFLICT (scope, owner, key) DO NOTHING",
                 )?
                 .execute(params![scope, key.owner.as_str(), key.key.as_bytes()])?;
+        }
+        for (key, since, until) in &changes.revocations {
+            let (ss, sn) = time_parts(*since);
+            let until = until.map(time_parts);
+            connection
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO trust_revocation (scope, owner, key, since_s, since_ns, until_s, until_ns) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    scope,
+                    key.owner.as_str(),
+                    key.key.as_bytes(),
+                    ss,
+                    sn,
+                    until.map(|u| u.0),
+                    until.map(|u| u.1)
+                ])?;
         }
         let mut flagged: HashSet<&BareJid> = HashSet::new();
         for (key, record) in &changes.keys {
@@ -891,6 +947,10 @@ impl TrustStore for SqliteTrustStore {
         Ok(self.statements.of(target, source))
     }
 
+    fn revocation(&mut self, key: &KeyRef) -> Result<Option<Revocation>, StoreError> {
+        Ok(self.revocations.get(key).copied())
+    }
+
     fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, StoreError> {
         Ok(self.missed.contains(key))
     }
@@ -1028,6 +1088,9 @@ impl TrustStore for SqliteTrustStore {
             self.missed.remove(key);
         }
         self.missed.extend(changes.missed.iter().cloned());
+        for (key, since, until) in &changes.revocations {
+            self.revocations.insert(key.clone(), (*since, *until));
+        }
         Ok(())
     }
 }

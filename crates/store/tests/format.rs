@@ -166,6 +166,10 @@ fn statements_fixture() -> atm_engine::Changeset {
             },
         )],
         missed: vec![key("erin@example.org", 10)],
+        revocations: vec![
+            (key("erin@example.org", 10), time(17), None),
+            (key("dave@example.org", 8), time(18), Some(time(19))),
+        ],
         ..Changeset::default()
     }
 }
@@ -195,6 +199,9 @@ fn check_statements_fixture(path: &Path) {
         .had_authenticated(&"frank@example.org".parse().unwrap())
         .unwrap());
     assert!(store.missed_word_of(&fixture.missed[0]).unwrap());
+    for (key, since, until) in &fixture.revocations {
+        assert_eq!(store.revocation(key).unwrap(), Some((*since, *until)));
+    }
     assert!(!store.missed_word_of(source).unwrap());
 }
 

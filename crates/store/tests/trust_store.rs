@@ -130,7 +130,7 @@ type State = (
     Vec<atm_engine::Confirmation>,
     Vec<atm_engine::Statement>,
     u64,
-    Vec<KeyRef>,
+    Vec<(KeyRef, Option<(DateTime<Utc>, Option<DateTime<Utc>>)>)>,
 );
 
 fn state<S: TrustStore>(engine: &mut Engine<S>) -> State {
@@ -141,11 +141,13 @@ fn state<S: TrustStore>(engine: &mut Engine<S>) -> State {
         about.sort_by(|a, b| a.source.cmp(&b.source));
         statements.extend(about);
     }
-    let missed = keys
-        .iter()
-        .filter(|(k, _)| engine.store_mut().missed_word_of(k).unwrap())
-        .map(|(k, _)| k.clone())
-        .collect();
+    let mut missed = Vec::new();
+    for (k, _) in &keys {
+        let store = engine.store_mut();
+        if store.missed_word_of(k).unwrap() {
+            missed.push((k.clone(), store.revocation(k).unwrap()));
+        }
+    }
     (
         keys,
         engine.stored_decision_count().unwrap(),
