@@ -1064,7 +1064,14 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                         stamp: self.now,
                     }),
                 );
-                self.decide(target, current.level, DecisionKind::Trust, time, cause, None);
+                self.decide(
+                    target,
+                    current.level,
+                    DecisionKind::Trust,
+                    time,
+                    cause,
+                    None,
+                );
             }
             (DecisionKind::Distrust, None) => {
                 let level = self.initial_level(&target.owner)?;

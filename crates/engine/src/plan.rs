@@ -102,7 +102,8 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
     // which asks them to say again what they said (see `receive`).
     let mut requests = BTreeSet::new();
     for key in std::mem::take(&mut txn.reauthenticated) {
-        if txn.was_missed(&key)? {
+        let still = txn.get(&key)?.map(|r| r.level) == Some(TrustLevel::Authenticated);
+        if still && txn.was_missed(&key)? {
             txn.changes.unmissed.push(key.clone());
             requests.insert(key);
         }
@@ -265,6 +266,16 @@ fn message<S: TrustStore>(
 ) -> Result<Option<Outgoing>, S> {
     recipients.sort();
     recipients.dedup();
+    // Only keys held as authenticated at the end of the input (a key may
+    // have been authenticated and distrusted again within it).
+    let own = txn.config.own.clone();
+    let mut kept = Vec::with_capacity(recipients.len());
+    for r in recipients {
+        if r == own || txn.get(&r)?.map(|k| k.level) == Some(TrustLevel::Authenticated) {
+            kept.push(r);
+        }
+    }
+    let recipients = kept;
     if recipients.is_empty() {
         return Ok(None);
     }
