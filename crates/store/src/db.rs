@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_trust.sql",
         sql: include_str!("../migrations/0002_trust.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_endpoint.sql",
+        sql: include_str!("../migrations/0003_endpoint.sql"),
+    },
 ];
 
 /// The schema version this program writes and reads.
