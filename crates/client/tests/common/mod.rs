@@ -34,7 +34,10 @@ pub fn bare(text: &str) -> BareJid {
 
 pub struct Node {
     pub name: String,
+    /// The account the server knows.
     pub jid: BareJid,
+    /// The account the core believes it is.
+    pub core_jid: BareJid,
     pub full: String,
     pub dir: PathBuf,
     pub core: Option<Endpoint>,
@@ -54,7 +57,7 @@ impl Node {
 pub struct Router {
     pub nodes: Vec<Node>,
     queue: VecDeque<(usize, Element)>,
-    pep: HashMap<(BareJid, String), Vec<(String, Element)>>,
+    pub pep: HashMap<(BareJid, String), Vec<(String, Element)>>,
     offline: HashMap<BareJid, Vec<Element>>,
     pub archive: HashMap<BareJid, Vec<(String, Element)>>,
     /// Behave like ejabberd 23.01: refuse publish-options with max_items.
@@ -63,7 +66,8 @@ pub struct Router {
     pub now: DateTime<Utc>,
     /// Message stanzas delivered to clients (direct, carbons, reflections).
     pub delivered_messages: usize,
-    /// Messages that reached a node and were taken (not duplicates).
+    /// Crashes caused by crash points: (node, point).
+    pub crashes: Vec<(usize, atm_client::CrashPoint)>,
     pub directory: tempfile::TempDir,
 }
 
@@ -79,6 +83,7 @@ impl Router {
             counter: 0,
             now: "2026-12-01T10:00:00Z".parse().unwrap(),
             delivered_messages: 0,
+            crashes: Vec::new(),
             directory: tempfile::tempdir().unwrap(),
         }
     }
@@ -104,12 +109,19 @@ impl Router {
 
     /// Adds a device (not connected yet).
     pub fn add(&mut self, name: &str, jid: &str) -> usize {
+        self.add_as(name, jid, jid)
+    }
+
+    /// Adds a device whose core believes it is `core_jid` while the server
+    /// knows it as `jid` (an impostor).
+    pub fn add_as(&mut self, name: &str, core_jid: &str, jid: &str) -> usize {
         let jid = bare(jid);
-        let core = self.open(name, &jid);
+        let core = self.open(name, &bare(core_jid));
         self.nodes.push(Node {
             name: name.to_owned(),
             full: format!("{jid}/{name}"),
             dir: self.directory.path().join(name),
+            core_jid: bare(core_jid),
             jid,
             core: Some(core),
             online: false,
@@ -150,7 +162,10 @@ impl Router {
 
     /// Reopens the core from its state directory and connects it.
     pub fn restart(&mut self, node: usize) {
-        let (name, jid) = (self.nodes[node].name.clone(), self.nodes[node].jid.clone());
+        let (name, jid) = (
+            self.nodes[node].name.clone(),
+            self.nodes[node].core_jid.clone(),
+        );
         self.nodes[node].core = Some(self.open(&name, &jid));
         self.connect(node);
     }
@@ -171,7 +186,7 @@ impl Router {
         for _ in 0..10_000 {
             let mut moved = false;
             for node in 0..self.nodes.len() {
-                if !self.nodes[node].online {
+                if !self.nodes[node].online || self.nodes[node].core.is_none() {
                     continue;
                 }
                 while let Some(transmit) = self.nodes[node].core().poll_transmit().unwrap() {
@@ -200,7 +215,16 @@ impl Router {
         }
         let now = self.tick();
         let n = &mut self.nodes[node];
-        let handled = n.core().handle_stanza(stanza, now).unwrap();
+        let handled = match n.core().handle_stanza(stanza, now) {
+            Ok(handled) => handled,
+            Err(atm_client::CoreError::Crashed(point)) => {
+                // The process died in the middle: nothing more from it.
+                self.kill(node);
+                self.crashes.push((node, point));
+                return Handled::Ignored;
+            }
+            Err(error) => panic!("{}: {error}", self.nodes[node].name),
+        };
         while let Some(event) = n.core().poll_event() {
             n.events.push(event);
         }
@@ -216,7 +240,20 @@ impl Router {
         }
     }
 
-    fn route(&mut self, from: usize, mut stanza: Element) {
+    /// Takes what a node wants to send without routing it (marked sent).
+    pub fn take_transmits(&mut self, node: usize) -> Vec<Element> {
+        let mut out = Vec::new();
+        while let Some(transmit) = self.nodes[node].core().poll_transmit().unwrap() {
+            if let Some(id) = transmit.outbox {
+                self.nodes[node].core().sent(id).unwrap();
+            }
+            out.push(transmit.stanza);
+        }
+        out
+    }
+
+    /// The server receives `stanza` from node `from` (stamps `from`, routes).
+    pub fn route(&mut self, from: usize, mut stanza: Element) {
         let full = self.nodes[from].full.clone();
         let own = self.nodes[from].jid.clone();
         set_attr(&mut stanza, "from", &full);
@@ -492,7 +529,7 @@ impl Router {
     /// The level that `at` holds for the key of `of`.
     pub fn level(&mut self, at: usize, of: usize) -> Option<atm_engine::TrustLevel> {
         let key = self.nodes[of].core().own_key().clone();
-        let owner = self.nodes[of].jid.clone();
+        let owner = self.nodes[of].core_jid.clone();
         let keys = self.nodes[at].core().keys().unwrap();
         keys.into_iter()
             .find(|k| k.owner == owner && k.key == key)
@@ -510,7 +547,7 @@ impl Router {
 
     /// Adds every other account as a contact of every node.
     pub fn all_contacts(&mut self) {
-        let jids: Vec<BareJid> = self.nodes.iter().map(|n| n.jid.clone()).collect();
+        let jids: Vec<BareJid> = self.nodes.iter().map(|n| n.core_jid.clone()).collect();
         for node in 0..self.nodes.len() {
             for jid in &jids {
                 self.nodes[node].core().add_contact(jid).unwrap();
