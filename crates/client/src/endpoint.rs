@@ -457,6 +457,10 @@ impl Endpoint {
         outer: &Element,
         now: DateTime<Utc>,
     ) -> Result<Handled, CoreError> {
+        if outer.attr("type") == Some("error") {
+            // A bounce: nothing to decrypt or decide.
+            return Ok(Handled::Ignored);
+        }
         let unwrapped = match stanza::unwrap_message(outer, &self.jid) {
             Ok(unwrapped) => unwrapped,
             Err(rejection) => return self.reject(Channel::Live, rejection),
