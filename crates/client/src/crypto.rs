@@ -192,13 +192,20 @@ impl OmemoMessage {
             .collect()
     }
 
-    /// The content hash: SHA-256 over the sender's bare JID, the stanza's
-    /// `id`, the sending device id, the payload and every key element
-    /// (recipient, rid, kex, bytes) in header order, each length-prefixed.
+    /// The content hash: SHA-256 over the sender's and the recipient's bare
+    /// JIDs, the stanza's `id`, the sending device id, the payload and every
+    /// key element (recipient, rid, kex, bytes) in header order, each
+    /// length-prefixed. It covers everything the checks of a message read,
+    /// so a refused copy never shares it with an acceptable one.
     /// The payload and key bytes are fresh randomness per message, so two
     /// different messages never share it, while every copy of one message
     /// (direct, carbon, offline, archive) has the same.
-    pub(crate) fn content_hash(&self, sender: &BareJid, stanza_id: Option<&str>) -> String {
+    pub(crate) fn content_hash(
+        &self,
+        sender: &BareJid,
+        recipient: &BareJid,
+        stanza_id: Option<&str>,
+    ) -> String {
         let mut hash = Sha256::new();
         let mut field = |bytes: &[u8]| {
             hash.update((bytes.len() as u64).to_be_bytes());
@@ -206,6 +213,7 @@ impl OmemoMessage {
         };
         field(b"atm-rs stanza v1");
         field(sender.as_str().as_bytes());
+        field(recipient.as_str().as_bytes());
         field(stanza_id.unwrap_or("").as_bytes());
         field(&self.0.sid.to_be_bytes());
         field(self.0.payload.as_deref().unwrap_or(&[]));

@@ -108,6 +108,17 @@ pub enum Rejection {
         /// The device.
         device_id: u32,
     },
+    /// The message's sender key belongs to another device of the sender
+    /// than the one the header names (a relabelled key exchange).
+    #[error("device {device_id} of {jid} used the key of its device {key_device}")]
+    WrongDevice {
+        /// The account.
+        jid: String,
+        /// The device the header names.
+        device_id: u32,
+        /// The device whose identity key it is.
+        key_device: u32,
+    },
     /// An iq response to no request of ours, or from another entity than asked.
     #[error("unexpected iq response {id:?} from {from:?}")]
     UnexpectedResponse {

@@ -95,6 +95,16 @@ fn seed_walkthrough_five_devices_eight_scans_twenty_authentications() {
         }
     }
     assert_eq!((manual, automatic), (8, 12));
+    // As on the simulator (complete propagation): 3 trust messages.
+    assert_eq!(router.encrypted_sent, 3);
+    eprintln!(
+        "seed walkthrough: {} trust-message stanzas sent, {} copies delivered ({} bytes), \
+         {:.1} delivered per automatic authentication",
+        router.encrypted_sent,
+        router.encrypted_delivered,
+        router.encrypted_delivered_bytes,
+        router.encrypted_delivered as f64 / 12.0
+    );
     // No trust message was ever shown as chat.
     assert!(router
         .nodes

@@ -66,6 +66,12 @@ pub struct Router {
     pub now: DateTime<Utc>,
     /// Message stanzas delivered to clients (direct, carbons, reflections).
     pub delivered_messages: usize,
+    /// OMEMO messages clients sent, and copies of them the server delivered
+    /// (direct, carbons, reflections to the sender, offline; not archive
+    /// results), with their bytes.
+    pub encrypted_sent: usize,
+    pub encrypted_delivered: usize,
+    pub encrypted_delivered_bytes: usize,
     /// Crashes caused by crash points: (node, point).
     pub crashes: Vec<(usize, atm_client::CrashPoint)>,
     pub directory: tempfile::TempDir,
@@ -84,6 +90,9 @@ impl Router {
             now: "2026-12-01T10:00:00Z".parse().unwrap(),
             delivered_messages: 0,
             crashes: Vec::new(),
+            encrypted_sent: 0,
+            encrypted_delivered: 0,
+            encrypted_delivered_bytes: 0,
             directory: tempfile::tempdir().unwrap(),
         }
     }
@@ -212,6 +221,11 @@ impl Router {
     pub fn deliver(&mut self, node: usize, stanza: &Element) -> Handled {
         if stanza.name() == "message" {
             self.delivered_messages += 1;
+            let text = String::from(stanza);
+            if text.contains("<encrypted ") && stanza.get_child("result", ns::NS_MAM).is_none() {
+                self.encrypted_delivered += 1;
+                self.encrypted_delivered_bytes += text.len();
+            }
         }
         let now = self.tick();
         let n = &mut self.nodes[node];
@@ -268,6 +282,9 @@ impl Router {
     /// deliver to every online resource of the recipient (or store
     /// offline), sent carbons to the sender's other resources.
     pub fn route_message(&mut self, from: usize, stanza: Element) {
+        if stanza.get_child("encrypted", ns::NS_OMEMO).is_some() {
+            self.encrypted_sent += 1;
+        }
         let sender = self.nodes[from].jid.clone();
         let to: Jid = stanza.attr("to").unwrap().parse().unwrap();
         let target = to.to_bare();
