@@ -20,6 +20,35 @@
 //!    and report stored ones with [`Endpoint::sent`] once the server has
 //!    them; show every [`Endpoint::poll_event`].
 //!
+//! ```
+//! use atm_client::{ns, Endpoint, OsRandom};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let directory = tempfile::tempdir()?;
+//! let alice: jid::BareJid = "alice@example.org".parse()?;
+//! let now = chrono::DateTime::UNIX_EPOCH;
+//! let mut phone = Endpoint::open(directory.path(), &alice, now, Box::new(OsRandom))?;
+//! // Its Trust Message URI, for another device to scan.
+//! assert!(phone.uri().starts_with("xmpp:alice@example.org?trust-message;encryption=urn:xmpp:omemo:2;trust="));
+//! // Connected: carbons on, bundle published, own device list fetched.
+//! phone.start()?;
+//! let mut sent = Vec::new();
+//! while let Some(transmit) = phone.poll_transmit()? {
+//!     sent.push(transmit.stanza);
+//! }
+//! assert!(sent[0].get_child("enable", ns::NS_CARBONS).is_some());
+//! let publish = sent[1].get_child("pubsub", ns::NS_PUBSUB).and_then(|p| p.get_child("publish", ns::NS_PUBSUB));
+//! assert_eq!(publish.and_then(|p| p.attr("node")), Some(ns::NS_BUNDLES));
+//! // The server answers that the device list is empty (no node yet): the
+//! // core publishes one with this device.
+//! let id = sent[2].attr("id").unwrap_or_default();
+//! let answer: minidom::Element = format!("<iq xmlns='jabber:client' type='error' id='{id}' from='alice@example.org'/>").parse()?;
+//! phone.handle_stanza(&answer, now)?;
+//! let list = phone.poll_transmit()?.ok_or("nothing to send")?.stanza;
+//! assert!(String::from(&list).contains(&format!("<device id='{}'/>", phone.device_id())));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Exactly once
 //!
 //! Each received message is one unit of work of the store: the OMEMO session

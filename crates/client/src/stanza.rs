@@ -319,3 +319,75 @@ pub(crate) fn error_text(iq: &Element) -> String {
         format!("{condition}: {text}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Element {
+        text.parse().unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    fn own() -> BareJid {
+        BareJid::new("alice@example.org").unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    #[test]
+    fn only_the_servers_delay_dates_a_live_message() {
+        let stamped = |from: &str| {
+            let message = parse(&format!(
+                "<message xmlns='jabber:client' from='bob@example.com/B1'>\
+                 <delay xmlns='urn:xmpp:delay' from='{from}' stamp='2026-01-01T00:00:00Z'/></message>"
+            ));
+            unwrap_message(&message, &own()).map(|u| u.stamp.is_some())
+        };
+        assert_eq!(stamped("example.org"), Ok(true));
+        assert_eq!(stamped("alice@example.org"), Ok(true));
+        assert_eq!(
+            stamped("bob@example.com/B1"),
+            Ok(false),
+            "the sender's own delay"
+        );
+        assert_eq!(stamped("example.com"), Ok(false), "another server");
+    }
+
+    #[test]
+    fn archive_results_take_their_date_and_id_from_the_wrapper() {
+        let result = parse(
+            "<message xmlns='jabber:client' to='alice@example.org/A1'>\
+             <result xmlns='urn:xmpp:mam:2' queryid='q' id='arch-7'>\
+             <forwarded xmlns='urn:xmpp:forward:0'>\
+             <delay xmlns='urn:xmpp:delay' stamp='2026-01-01T00:00:00Z'/>\
+             <message xmlns='jabber:client' from='bob@example.com/B1' to='alice@example.org'/>\
+             </forwarded></result></message>",
+        );
+        let unwrapped = unwrap_message(&result, &own()).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(unwrapped.channel, Channel::Archive);
+        assert_eq!(unwrapped.archive_id.as_deref(), Some("arch-7"));
+        assert_eq!(unwrapped.query_id.as_deref(), Some("q"));
+        assert_eq!(
+            unwrapped.stamp,
+            "2026-01-01T00:00:00Z".parse::<DateTime<Utc>>().ok()
+        );
+        assert_eq!(unwrapped.message.attr("from"), Some("bob@example.com/B1"));
+    }
+
+    #[test]
+    fn publish_options_carry_max_items_only_when_asked() {
+        let payload = Element::builder("devices", "urn:xmpp:omemo:2").build();
+        let with = String::from(&publish("node", "current", payload.clone(), true));
+        let without = String::from(&publish("node", "current", payload, false));
+        assert!(with.contains("pubsub#max_items") && with.contains("pubsub#access_model"));
+        assert!(!without.contains("pubsub#max_items") && without.contains("pubsub#access_model"));
+    }
+
+    #[test]
+    fn stanza_ids_only_from_the_own_account() {
+        let message = parse(
+            "<message xmlns='jabber:client'>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='bob@example.com' id='b'/>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='alice@example.org' id='a'/></message>",
+        );
+        assert_eq!(stanza_id(&message, &own()), Some("a"));
+    }
+}

@@ -133,6 +133,16 @@ fn a_device_offline_across_several_trust_messages_catches_up_from_the_archive() 
     router.scan(a3, b2);
     router.connect(a1);
     router.pump();
+    for node in &router.nodes {
+        for event in &node.events {
+            if matches!(
+                event,
+                Event::Rejected { .. } | Event::RecipientUnknown { .. }
+            ) {
+                eprintln!("DEBUG {}: {event:?}", node.name);
+            }
+        }
+    }
     for (at, of) in [(a1, a2), (a1, b1), (a1, b2), (a2, a1), (b1, a1)] {
         assert_eq!(
             router.level(at, of),
@@ -180,4 +190,53 @@ fn an_account_entirely_offline_gets_messages_from_offline_storage_and_the_archiv
         assert_eq!(chats, 1, "{}", router.nodes[b].name);
     }
     assert!(router.nodes[b1].handled.contains(&Handled::Duplicate));
+}
+
+#[test]
+fn a_failed_archive_result_holds_the_position_until_it_is_applied() {
+    let (mut router, a1, a2, a3) = three_devices();
+    let a2_key = KeyRef::new(
+        router.nodes[a2].jid.clone(),
+        router.nodes[a2].core().own_key().clone(),
+    );
+    router.disconnect(a1);
+    router.scan(a3, a2);
+    let now = router.tick();
+    router.nodes[a3]
+        .core()
+        .send_chat("alice@example.org", "after", now)
+        .unwrap();
+    router.pump();
+    // A1 comes back; processing the trust message from the archive fails
+    // (as on a full disk); the later chat message is processed.
+    router.nodes[a1]
+        .core()
+        .set_crash_point(Some(CrashPoint::StoreFailure));
+    router.connect(a1);
+    router.pump();
+    assert_eq!(router.crashes, vec![(a1, CrashPoint::StoreFailure)]);
+    assert_eq!(
+        router.level(a1, a2),
+        Some(TrustLevel::AutomaticallyDistrusted)
+    );
+    let chats = |router: &Router| {
+        router.nodes[a1]
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Chat { text, .. } if text == "after"))
+            .count()
+    };
+    assert_eq!(chats(&router), 1);
+    let last = router.archive[&router.nodes[a1].jid]
+        .last()
+        .map(|(i, _)| i.clone());
+    assert_ne!(router.nodes[a1].core().archive_position().unwrap(), last);
+    // The next catch-up starts before the failed result: applied once, the
+    // chat not shown twice, the position at the end.
+    router.nodes[a1].core().catch_up().unwrap();
+    router.pump();
+    assert_eq!(router.level(a1, a2), Some(TrustLevel::Authenticated));
+    assert_eq!(authentications_of(&router, a1, &a2_key), 1);
+    assert_eq!(chats(&router), 1);
+    assert_eq!(router.nodes[a1].core().archive_position().unwrap(), last);
 }

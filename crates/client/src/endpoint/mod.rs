@@ -3,7 +3,7 @@
 mod pubsub;
 mod receive;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use atm_engine::{Config, Effect, Engine, Input, KeyId, KeyRef, Propagation};
@@ -35,6 +35,9 @@ pub enum CrashPoint {
     AfterEngine,
     /// After everything was written, before the unit's commit.
     BeforeCommit,
+    /// Not a crash: the unit fails after the engine (as a full disk would)
+    /// and is rolled back; the error is returned and the endpoint goes on.
+    StoreFailure,
 }
 
 /// Options of [`Endpoint::open_with`].
@@ -97,6 +100,8 @@ pub struct Endpoint {
     tag: u32,
     counter: u64,
     requests: HashMap<String, Request>,
+    /// Archive queries with a result that failed (see `handle_iq`).
+    failed_queries: HashSet<String>,
     transmit: VecDeque<Element>,
     outbox_polled: i64,
     pub(crate) events: VecDeque<Event>,
@@ -204,6 +209,7 @@ impl Endpoint {
             tag,
             counter: 0,
             requests: HashMap::new(),
+            failed_queries: HashSet::new(),
             transmit: VecDeque::new(),
             outbox_polled: 0,
             events: VecDeque::new(),
@@ -310,11 +316,19 @@ impl Endpoint {
         );
     }
 
+    /// The `+notify` features to advertise (XEP-0115 capabilities).
+    pub const NOTIFY_FEATURES: [&'static str; 2] = [
+        "urn:xmpp:omemo:2:devices+notify",
+        "urn:xmpp:omemo:2:bundles+notify",
+    ];
+
     /// Call once connected (and after every reconnect): enables carbons,
     /// publishes the bundle, fetches the own and the contacts' device lists
     /// (the own one is republished with this device if it is missing).
     /// The driver sends initial presence with `urn:xmpp:omemo:2:devices+notify`
-    /// in its capabilities.
+    /// and `urn:xmpp:omemo:2:bundles+notify` in its capabilities
+    /// ([`Endpoint::NOTIFY_FEATURES`]): bundle notifications keep the stored
+    /// bundles fresh, so that a new session never picks a used prekey.
     ///
     /// # Errors
     /// A store failure.
@@ -414,7 +428,18 @@ impl Endpoint {
             return Ok(Handled::Ignored);
         }
         match stanza.name() {
-            "message" => self.handle_message(stanza, now),
+            "message" => {
+                let outcome = self.handle_message(stanza, now);
+                if outcome.is_err() {
+                    let query = stanza
+                        .get_child("result", stanza::NS_MAM)
+                        .and_then(|r| r.attr("queryid"));
+                    if let Some(query) = query {
+                        self.failed_queries.insert(query.to_owned());
+                    }
+                }
+                outcome
+            }
             "iq" => self.handle_iq(stanza, now),
             _ => Ok(Handled::Ignored),
         }
@@ -465,7 +490,7 @@ impl Endpoint {
                 self.store.commit().map_err(CoreError::from)?;
                 Ok(value)
             }
-            Err(Abort::Core(CoreError::Crashed(point))) => {
+            Err(Abort::Core(CoreError::Crashed(point))) if point != CrashPoint::StoreFailure => {
                 Err(Abort::Core(CoreError::Crashed(point)))
             }
             Err(error) => {

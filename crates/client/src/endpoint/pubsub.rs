@@ -46,7 +46,7 @@ impl Endpoint {
         Ok(Handled::DeviceList)
     }
 
-    fn take_bundle(
+    pub(super) fn take_bundle(
         &mut self,
         owner: &BareJid,
         device_id: u32,
@@ -222,8 +222,13 @@ impl Endpoint {
                     },
                 }
             }
-            Request::Archive(_) => {
-                if result {
+            Request::Archive(query_id) => {
+                // A result of this page that failed (a core error the
+                // driver did not retry) must not be skipped: the position
+                // stays at the last result processed, and the next
+                // catch-up starts there.
+                let failed = self.failed_queries.remove(&query_id);
+                if result && !failed {
                     let fin = iq.get_child("fin", stanza::NS_MAM);
                     let last = fin
                         .and_then(|f| f.get_child("set", stanza::NS_RSM))

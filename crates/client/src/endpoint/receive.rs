@@ -8,7 +8,7 @@ use jid::BareJid;
 use minidom::Element;
 
 use super::{Abort, CrashPoint, Endpoint, Request, SETTING_ARCHIVE};
-use crate::crypto::{self, DecryptFailure, OmemoMessage, NS_DEVICES};
+use crate::crypto::{self, DecryptFailure, OmemoMessage, NS_BUNDLES, NS_DEVICES};
 use crate::error::{CoreError, Rejection};
 use crate::event::{Event, Handled};
 use crate::stanza::{self, Channel, Unwrapped, NS_CLIENT};
@@ -83,6 +83,9 @@ impl Endpoint {
         let Some(items) = stanza::items(event, stanza::NS_PUBSUB_EVENT) else {
             return Ok(Handled::Ignored);
         };
+        if items.attr("node") == Some(NS_BUNDLES) {
+            return self.bundle_notification(&owner, items, now);
+        }
         if items.attr("node") != Some(NS_DEVICES) {
             return Ok(Handled::Ignored);
         }
@@ -97,6 +100,37 @@ impl Endpoint {
         self.take_device_list(&owner, ids, now).map_err(Err)
     }
 
+    /// A device republished its bundle (after a prekey was used): the
+    /// stored copy is replaced, so that a session built from it later does
+    /// not pick a prekey that is gone. Only for devices already known.
+    fn bundle_notification(
+        &mut self,
+        owner: &BareJid,
+        items: &Element,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, Result<Rejection, CoreError>> {
+        let known: Vec<u32> = self
+            .store
+            .devices_of(owner)
+            .map_err(|e| Err(e.into()))?
+            .into_iter()
+            .map(|d| d.device_id)
+            .collect();
+        let mut handled = Handled::Ignored;
+        for item in items.children().filter(|i| i.name() == "item") {
+            let Some(device_id) = item.attr("id").and_then(|id| id.parse::<u32>().ok()) else {
+                continue;
+            };
+            if !known.contains(&device_id) || (*owner == self.jid && device_id == self.device_id) {
+                continue;
+            }
+            if let Some(bundle) = item.get_child("bundle", atm_omemo::elements::NS_OMEMO) {
+                handled = self.take_bundle(owner, device_id, bundle, now)?;
+            }
+        }
+        Ok(handled)
+    }
+
     fn encrypted_message(
         &mut self,
         unwrapped: &Unwrapped<'_>,
@@ -104,9 +138,15 @@ impl Endpoint {
     ) -> Result<Handled, Result<Rejection, CoreError>> {
         let message = unwrapped.message;
         let archive_id = unwrapped.archive_id.as_deref();
+        // The archive position moves with each result, unless an earlier
+        // result of the same query failed: then it stays before that one.
+        let position = match &unwrapped.query_id {
+            Some(query) if self.failed_queries.contains(query) => None,
+            _ => archive_id,
+        };
         let Some(omemo) = OmemoMessage::find(message).map_err(Ok)? else {
-            if archive_id.is_some() {
-                self.record(&[], archive_id, now).map_err(Err)?;
+            if position.is_some() {
+                self.record(&[], position, now).map_err(Err)?;
             }
             return Ok(Handled::Ignored);
         };
@@ -145,12 +185,12 @@ impl Endpoint {
             keys.push(format!("sid:{sender}:{id}"));
         }
         if self.store.any_processed(&keys).map_err(|e| Err(e.into()))? {
-            self.record(&[], archive_id, now).map_err(Err)?;
+            self.record(&[], position, now).map_err(Err)?;
             return Ok(Handled::Duplicate);
         }
         if !omemo.is_for(&self.jid, self.device_id) {
             // Only the hash, as for refusals below.
-            self.record(&keys[..1], archive_id, now).map_err(Err)?;
+            self.record(&keys[..1], position, now).map_err(Err)?;
             return Ok(Handled::NotForThisDevice);
         }
         // When the message was sent: now for a live one, the server's delay
@@ -166,7 +206,7 @@ impl Endpoint {
                 .store
                 .mark_processed(&keys, now)
                 .map_err(CoreError::from)?;
-            if let Some(id) = archive_id {
+            if let Some(id) = position {
                 endpoint
                     .store
                     .set_setting(SETTING_ARCHIVE, id)
@@ -190,7 +230,7 @@ impl Endpoint {
         // again. Only the hash: it covers everything the checks read, while
         // a stanza id could be shared with a genuine copy, which must not be
         // shadowed by a refused one.
-        self.record(&keys[..1], archive_id, now).map_err(Err)?;
+        self.record(&keys[..1], position, now).map_err(Err)?;
         match refused {
             Abort::Replay => Ok(Handled::Duplicate),
             Abort::Empty => Ok(Handled::NotForThisDevice),
@@ -282,6 +322,7 @@ impl Endpoint {
             };
             let effects = self.engine_input(Input::Received(received), now)?;
             self.crash(CrashPoint::AfterEngine)?;
+            self.crash(CrashPoint::StoreFailure)?;
             self.apply_effects(effects, now, events)?;
             Handled::TrustMessage
         } else if let Some(body) = opened.content.iter().find(|e| e.is("body", NS_CLIENT)) {

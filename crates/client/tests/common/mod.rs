@@ -231,6 +231,12 @@ impl Router {
         let n = &mut self.nodes[node];
         let handled = match n.core().handle_stanza(stanza, now) {
             Ok(handled) => handled,
+            Err(atm_client::CoreError::Crashed(atm_client::CrashPoint::StoreFailure)) => {
+                // A failed unit: the core goes on; the stanza is not retried.
+                self.crashes
+                    .push((node, atm_client::CrashPoint::StoreFailure));
+                return Handled::Ignored;
+            }
             Err(atm_client::CoreError::Crashed(point)) => {
                 // The process died in the middle: nothing more from it.
                 self.kill(node);
@@ -421,7 +427,7 @@ impl Router {
             items.retain(|(i, _)| *i != id);
             items.push((id.clone(), payload.clone()));
             self.reply(from, &iq, None, "result", None);
-            if node == ns::NS_DEVICES {
+            if node == ns::NS_DEVICES || node == ns::NS_BUNDLES {
                 // +notify: every online resource (all test accounts are contacts).
                 for resource in 0..self.nodes.len() {
                     if !self.nodes[resource].online {
