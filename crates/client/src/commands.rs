@@ -329,6 +329,34 @@ impl Endpoint {
         Ok(ChatSent { devices })
     }
 
+    /// Changes the security policy (TOAKAFA or manual).
+    ///
+    /// # Errors
+    /// A store failure; nothing changed then.
+    pub fn set_policy(
+        &mut self,
+        policy: Policy,
+        now: DateTime<Utc>,
+    ) -> Result<Decided, CommandError> {
+        let mut events = Vec::new();
+        self.unit(|endpoint| {
+            let effects = endpoint.engine_input(Input::SetPolicy(policy), now)?;
+            endpoint.apply_effects(effects, now, &mut events)?;
+            Ok(())
+        })
+        .map_err(abort_to_command)?;
+        let changes = events
+            .iter()
+            .filter(|e| matches!(e, Event::TrustChanged { .. }))
+            .cloned()
+            .collect();
+        self.events.extend(events);
+        Ok(Decided {
+            changes,
+            trust_messages: 0,
+        })
+    }
+
     /// What `atm status` shows.
     ///
     /// # Errors

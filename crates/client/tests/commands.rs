@@ -128,6 +128,15 @@ fn keys_status_uri_and_manual_decisions() {
         .distrust("bob@example.com", &keys[0].fingerprint, now)
         .unwrap();
     assert_eq!(router.level(a1, b1), Some(TrustLevel::ManuallyDistrusted));
+    let now = router.tick();
+    router.nodes[a1]
+        .core()
+        .set_policy(atm_engine::Policy::Manual, now)
+        .unwrap();
+    assert_eq!(
+        router.nodes[a1].core().status().unwrap().policy,
+        atm_engine::Policy::Manual
+    );
 }
 
 #[test]
@@ -277,4 +286,18 @@ fn a_used_prekey_is_replaced_and_the_bundle_republished() {
         before.matches("<pk ").count(),
         after.matches("<pk ").count()
     );
+    // Bob's device followed the republication (bundle notification): its
+    // stored copy is the new bundle, so a later session never picks the
+    // used prekey.
+    let a1_id = router.nodes[a1].core().device_id();
+    let database = router.nodes[b1].dir.join(atm_client::DATABASE_FILE);
+    let stored: String = rusqlite::Connection::open(database)
+        .unwrap()
+        .query_row(
+            "SELECT bundle FROM endpoint_device WHERE jid = 'alice@example.org' AND device_id = ?1",
+            [i64::from(a1_id)],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, after);
 }
