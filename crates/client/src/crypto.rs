@@ -3,7 +3,7 @@
 //! exact set of devices, decryption with the SCE checks, and the content hash
 //! used for deduplication.
 
-use atm_omemo::crypto::{Bundle, DecryptError, DeviceAddress, SecureRandom, SessionStore};
+use atm_omemo::crypto::{Bundle, DecryptError, DeviceAddress, SecureRandom, Session, SessionStore};
 use atm_omemo::device::{Device, DeviceError, Recipient};
 use atm_omemo::elements::{
     bundle_from_element, bundle_to_element, DeviceList, Encrypted, NS_OMEMO,
@@ -255,8 +255,94 @@ pub(crate) enum DecryptFailure {
 
 /// Decrypts, checks the SCE envelope against the stanza's `sender` and
 /// `stanza_to`, and persists the session advance and the pending message.
+///
+/// Crossing key exchanges: when both devices sent a first message before
+/// either arrived, each replaces its own (initiated) session with the one
+/// the other's key exchange builds, and every later message of either fails
+/// to decrypt. So the replaced session is kept as an alternate, and a
+/// message the current session refuses is tried with the alternate (which
+/// then becomes current). The first message on either side settles both
+/// devices on the same session.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn decrypt(
+    store: &mut EndpointStore,
+    rng: &mut dyn SecureRandom,
+    jid: &BareJid,
+    device_id: u32,
+    message: &OmemoMessage,
+    sender: &BareJid,
+    stanza_to: &BareJid,
+    expected_identity: Option<[u8; 32]>,
+    now: DateTime<Utc>,
+) -> Result<Opened, DecryptFailure> {
+    let core = |e: StoreError| DecryptFailure::Core(CoreError::Store(e));
+    let peer = DeviceAddress {
+        jid: sender.clone(),
+        device_id: message.0.sid,
+    };
+    let previous = store.sessions().load_session(&peer).map_err(core)?;
+    let once = |store: &mut EndpointStore, rng: &mut dyn SecureRandom| {
+        decrypt_once(
+            store,
+            rng,
+            jid,
+            device_id,
+            message,
+            sender,
+            stanza_to,
+            expected_identity,
+            now,
+        )
+    };
+    match once(store, rng) {
+        Ok(opened) => {
+            let current = store.sessions().load_session(&peer).map_err(core)?;
+            if let (Some(previous), Some(current)) = (&previous, &current) {
+                if previous.key_exchange() != current.key_exchange() {
+                    store
+                        .set_alternate_session(sender, peer.device_id, Some(&previous.to_bytes()))
+                        .map_err(core)?;
+                }
+            }
+            Ok(opened)
+        }
+        Err(DecryptFailure::Refused(refusal @ Rejection::Decrypt(_))) => {
+            let (Some(previous), Some(alternate)) = (
+                previous,
+                store
+                    .alternate_session(sender, peer.device_id)
+                    .map_err(core)?,
+            ) else {
+                return Err(DecryptFailure::Refused(refusal));
+            };
+            let alternate = Session::from_bytes(&alternate)
+                .map_err(|e| DecryptFailure::Core(CoreError::Omemo(e.to_string())))?;
+            store
+                .sessions()
+                .store_session(&peer, &alternate)
+                .map_err(core)?;
+            match once(store, rng) {
+                Ok(opened) => {
+                    store
+                        .set_alternate_session(sender, peer.device_id, Some(&previous.to_bytes()))
+                        .map_err(core)?;
+                    Ok(opened)
+                }
+                Err(_) => {
+                    store
+                        .sessions()
+                        .store_session(&peer, &previous)
+                        .map_err(core)?;
+                    Err(DecryptFailure::Refused(refusal))
+                }
+            }
+        }
+        Err(other) => Err(other),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decrypt_once(
     store: &mut EndpointStore,
     rng: &mut dyn SecureRandom,
     jid: &BareJid,

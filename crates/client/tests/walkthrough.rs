@@ -170,3 +170,84 @@ fn chat_goes_only_to_keys_the_trust_state_allows() {
         .unwrap_err();
     assert!(matches!(error, CommandError::NoTrustedDevice(_)), "{error}");
 }
+
+fn chat_texts(router: &Router, node: usize) -> Vec<String> {
+    router.nodes[node]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Chat { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn crossing_first_messages_keep_both_sessions_working() {
+    let mut router = Router::new();
+    let a1 = router.add("A1", "alice@example.org");
+    let b1 = router.add("B1", "bob@example.com");
+    router.all_contacts();
+    router.start_all();
+    // Both send a first message (a key exchange) before either arrives.
+    for round in 1..=3 {
+        let now = router.tick();
+        router.nodes[a1]
+            .core()
+            .send_chat("bob@example.com", &format!("a->b {round}"), now)
+            .unwrap();
+        router.nodes[b1]
+            .core()
+            .send_chat("alice@example.org", &format!("b->a {round}"), now)
+            .unwrap();
+        router.pump();
+    }
+    assert_eq!(chat_texts(&router, b1), ["a->b 1", "a->b 2", "a->b 3"]);
+    assert_eq!(chat_texts(&router, a1), ["b->a 1", "b->a 2", "b->a 3"]);
+    for node in [a1, b1] {
+        assert!(!router.nodes[node]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Rejected { .. })));
+    }
+}
+
+#[test]
+fn seed_walkthrough_with_every_scan_before_any_delivery() {
+    let mut router = Router::new();
+    let a1 = router.add("A1", "alice@example.org");
+    let a2 = router.add("A2", "alice@example.org");
+    let a3 = router.add("A3", "alice@example.org");
+    let b1 = router.add("B1", "bob@example.com");
+    let b2 = router.add("B2", "bob@example.com");
+    router.all_contacts();
+    router.start_all();
+    // The 8 scans happen at once: trust messages cross everywhere.
+    for (at, of) in [
+        (a1, a3),
+        (a2, a3),
+        (a3, a1),
+        (a3, a2),
+        (b1, b2),
+        (b2, b1),
+        (b2, a3),
+        (a3, b2),
+    ] {
+        let uri = router.nodes[of].core().uri();
+        let now = router.tick();
+        router.nodes[at].core().scan(&uri, now).unwrap();
+    }
+    router.pump();
+    assert_eq!(count_pairs(&mut router), 20);
+    for node in &router.nodes {
+        assert!(
+            !node
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Rejected { .. })),
+            "{}: {:?}",
+            node.name,
+            node.events
+        );
+    }
+}

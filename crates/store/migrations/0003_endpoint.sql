@@ -49,3 +49,12 @@ CREATE TABLE endpoint_outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     stanza TEXT NOT NULL
 ) STRICT;
+
+-- The session a crossing key exchange replaced (both devices sent a first
+-- message before either arrived): messages on it are still decrypted.
+CREATE TABLE endpoint_alternate_session (
+    jid TEXT NOT NULL,
+    device_id INTEGER NOT NULL CHECK (device_id BETWEEN 0 AND 4294967295),
+    state BLOB NOT NULL,
+    PRIMARY KEY (jid, device_id)
+) STRICT, WITHOUT ROWID;

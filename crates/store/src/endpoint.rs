@@ -28,6 +28,7 @@ use atm_engine::{
 use atm_omemo::crypto::{Account, DeviceAddress, PendingMessage, Session, SessionStore};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
+use zeroize::Zeroizing;
 
 use crate::db::{Database, Durability};
 use crate::error::StoreError;
@@ -479,6 +480,56 @@ impl EndpointStore {
             .and_then(|mut s| s.execute(params![id]))
             .map(|_| ())
             .map_err(|e| self.fail(e))
+    }
+
+    /// The alternate OMEMO session with a device (atm-omemo state bytes).
+    ///
+    /// # Errors
+    /// A SQLite failure.
+    pub fn alternate_session(
+        &self,
+        jid: &BareJid,
+        device_id: u32,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        self.connection()
+            .prepare_cached(
+                "SELECT state FROM endpoint_alternate_session WHERE jid = ?1 AND device_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![jid.as_str(), i64::from(device_id)], |row| {
+                    row.get::<_, Vec<u8>>(0).map(Zeroizing::new)
+                })
+                .optional()
+            })
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Replaces (or with `None` removes) the alternate session with a device.
+    ///
+    /// # Errors
+    /// A SQLite failure.
+    pub fn set_alternate_session(
+        &mut self,
+        jid: &BareJid,
+        device_id: u32,
+        state: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let connection = self.connection();
+        let result = match state {
+            Some(state) => connection
+                .prepare_cached(
+                    "INSERT INTO endpoint_alternate_session (jid, device_id, state) \
+                     VALUES (?1, ?2, ?3) ON CONFLICT (jid, device_id) \
+                     DO UPDATE SET state = excluded.state",
+                )
+                .and_then(|mut s| s.execute(params![jid.as_str(), i64::from(device_id), state])),
+            None => connection
+                .prepare_cached(
+                    "DELETE FROM endpoint_alternate_session WHERE jid = ?1 AND device_id = ?2",
+                )
+                .and_then(|mut s| s.execute(params![jid.as_str(), i64::from(device_id)])),
+        };
+        result.map(|_| ()).map_err(|e| self.fail(e))
     }
 
     /// Runs SQLite's integrity check.

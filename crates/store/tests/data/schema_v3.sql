@@ -1,5 +1,12 @@
 -- index endpoint_device_identity
 CREATE INDEX endpoint_device_identity ON endpoint_device (jid, identity);
+-- table endpoint_alternate_session
+CREATE TABLE endpoint_alternate_session (
+    jid TEXT NOT NULL,
+    device_id INTEGER NOT NULL CHECK (device_id BETWEEN 0 AND 4294967295),
+    state BLOB NOT NULL,
+    PRIMARY KEY (jid, device_id)
+) STRICT, WITHOUT ROWID;
 -- table endpoint_contact
 CREATE TABLE endpoint_contact (
     jid TEXT PRIMARY KEY
