@@ -328,12 +328,15 @@ pub(crate) fn decrypt(
                         .map_err(core)?;
                     Ok(opened)
                 }
-                Err(_) => {
+                Err(second) => {
                     store
                         .sessions()
                         .store_session(&peer, &previous)
                         .map_err(core)?;
-                    Err(DecryptFailure::Refused(refusal))
+                    match second {
+                        DecryptFailure::Replay => Err(DecryptFailure::Replay),
+                        _ => Err(DecryptFailure::Refused(refusal)),
+                    }
                 }
             }
         }
@@ -394,6 +397,27 @@ fn decrypt_once(
             other.to_string(),
         ))),
     }
+}
+
+/// Replaces the signed prekey if it is at least `period` old (the previous
+/// one stays usable for one more period); returns whether it did.
+pub(crate) fn rotate_signed_prekey(
+    store: &mut EndpointStore,
+    rng: &mut dyn SecureRandom,
+    now: DateTime<Utc>,
+    period: chrono::TimeDelta,
+) -> Result<bool, CoreError> {
+    let mut account = store
+        .sessions()
+        .load_account()?
+        .ok_or_else(|| CoreError::Omemo("no OMEMO account in the store".into()))?;
+    let rotated = account
+        .rotate_signed_prekey_if_due(now, period, rng)
+        .map_err(|e| CoreError::Omemo(e.to_string()))?;
+    if rotated {
+        store.sessions().store_account(&account)?;
+    }
+    Ok(rotated)
 }
 
 /// Marks a pending message as acted upon (inside the caller's unit of work).

@@ -83,7 +83,9 @@ mod event;
 mod stanza;
 
 pub use commands::{ChatSent, Decided, KeyInfo, Status};
-pub use endpoint::{CrashPoint, Endpoint, Options, OutboxId, Transmit, DATABASE_FILE};
+pub use endpoint::{
+    CrashPoint, Endpoint, Options, OutboxId, Transmit, DATABASE_FILE, SIGNED_PREKEY_PERIOD,
+};
 pub use error::{CommandError, CoreError, OpenError, Rejection};
 pub use event::{Event, Handled};
 pub use stanza::Channel;

@@ -301,3 +301,37 @@ fn a_used_prekey_is_replaced_and_the_bundle_republished() {
         .unwrap();
     assert_eq!(stored, after);
 }
+
+#[test]
+fn the_signed_prekey_is_rotated_weekly_and_sessions_still_start() {
+    let mut router = Router::new();
+    let a1 = router.add("A1", "alice@example.org");
+    let b1 = router.add("B1", "bob@example.com");
+    router.all_contacts();
+    router.start_all();
+    let now = router.tick();
+    assert!(!router.nodes[a1].core().maintain(now).unwrap());
+    assert!(router.take_transmits(a1).is_empty());
+    router.now += atm_client::SIGNED_PREKEY_PERIOD;
+    let now = router.tick();
+    assert!(router.nodes[a1].core().maintain(now).unwrap());
+    router.pump();
+    let a1_id = router.nodes[a1].core().device_id().to_string();
+    let bundle = router.pep[&(bare("alice@example.org"), ns::NS_BUNDLES.to_owned())]
+        .iter()
+        .find(|(id, _)| *id == a1_id)
+        .map(|(_, b)| String::from(b))
+        .unwrap();
+    assert!(bundle.contains("<spk id='2'"), "{bundle}");
+    // Bob builds a session from the new bundle (he followed it).
+    let now = router.tick();
+    router.nodes[b1]
+        .core()
+        .send_chat("alice@example.org", "after rotation", now)
+        .unwrap();
+    router.pump();
+    assert!(router.nodes[a1]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Chat { text, .. } if text == "after rotation")));
+}

@@ -22,6 +22,9 @@ use crate::stanza::{self, builder, nc, Channel, NS_CLIENT, NS_HINTS};
 /// The database file inside a state directory.
 pub const DATABASE_FILE: &str = "atm.sqlite";
 
+/// How long a signed prekey is used before [`Endpoint::maintain`] replaces it.
+pub const SIGNED_PREKEY_PERIOD: chrono::TimeDelta = chrono::TimeDelta::weeks(1);
+
 const SETTING_ARCHIVE: &str = "archive_position";
 const SETTING_NO_MAX_ITEMS: &str = "pubsub_max_items_refused";
 
@@ -342,6 +345,25 @@ impl Endpoint {
             self.fetch_device_list(&contact);
         }
         Ok(())
+    }
+
+    /// Periodic upkeep, e.g. daily and at start: replaces the signed prekey
+    /// once it is [`SIGNED_PREKEY_PERIOD`] old and republishes the bundle.
+    /// Returns whether it did.
+    ///
+    /// # Errors
+    /// A store failure or no randomness; nothing changed then.
+    pub fn maintain(&mut self, now: DateTime<Utc>) -> Result<bool, CoreError> {
+        let rotated = crypto::rotate_signed_prekey(
+            &mut self.store,
+            self.rng.as_mut(),
+            now,
+            SIGNED_PREKEY_PERIOD,
+        )?;
+        if rotated {
+            self.publish_bundle()?;
+        }
+        Ok(rotated)
     }
 
     /// Asks the archive (MAM) for everything after the stored position;
