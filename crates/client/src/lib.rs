@@ -84,7 +84,8 @@ mod stanza;
 
 pub use commands::{ChatSent, Decided, KeyInfo, Status};
 pub use endpoint::{
-    CrashPoint, Endpoint, Options, OutboxId, Transmit, DATABASE_FILE, SIGNED_PREKEY_PERIOD,
+    CrashPoint, Endpoint, Options, OutboxId, Transmit, DATABASE_FILE, PROCESSED_RETENTION,
+    SIGNED_PREKEY_PERIOD,
 };
 pub use error::{CommandError, CoreError, OpenError, Rejection};
 pub use event::{Event, Handled};

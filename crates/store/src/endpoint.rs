@@ -405,6 +405,17 @@ impl EndpointStore {
         Ok(())
     }
 
+    /// Forgets deduplication keys recorded before `before`; returns how many.
+    ///
+    /// # Errors
+    /// A SQLite failure.
+    pub fn prune_processed(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.connection()
+            .prepare_cached("DELETE FROM endpoint_processed WHERE time_s < ?1")
+            .and_then(|mut s| s.execute(params![before.timestamp()]))
+            .map_err(|e| self.fail(e))
+    }
+
     /// How many deduplication keys are recorded.
     ///
     /// # Errors

@@ -69,7 +69,11 @@ fn a_rolled_back_unit_leaves_nothing_in_the_file_nor_in_memory() {
     assert!(store.trust().key(&key).unwrap().is_some());
     store.rollback().unwrap();
     assert!(!store.in_unit());
-    assert_eq!(store.trust().key(&key).unwrap(), None, "memory rows reloaded");
+    assert_eq!(
+        store.trust().key(&key).unwrap(),
+        None,
+        "memory rows reloaded"
+    );
     assert!(store.sessions().load_session(&peer).unwrap().is_none());
     assert!(store.sessions().load_account().unwrap().is_none());
     assert!(!store.any_processed(&["sid:1".to_owned()]).unwrap());
@@ -109,7 +113,10 @@ fn devices_contacts_and_own_device() {
     assert_eq!(store.own_device().unwrap(), None);
     store.set_own_device(&alice(), 1234).unwrap();
     assert_eq!(store.own_device().unwrap(), Some((alice(), 1234)));
-    assert!(store.set_own_device(&alice(), 99).is_err(), "one device per file");
+    assert!(
+        store.set_own_device(&alice(), 99).is_err(),
+        "one device per file"
+    );
     let bob: BareJid = "bob@example.com".parse().unwrap();
     assert_eq!(store.set_device_list(&bob, &[5, 6]).unwrap(), vec![5, 6]);
     store.set_bundle(&bob, 5, &[3; 32], "<bundle/>").unwrap();
@@ -119,7 +126,10 @@ fn devices_contacts_and_own_device() {
     assert!(!devices[1].active, "device 6 left the list");
     let found = store.device_with_identity(&bob, &[3; 32]).unwrap().unwrap();
     assert_eq!(found.device_id, 5);
-    assert!(store.device_with_identity(&alice(), &[3; 32]).unwrap().is_none());
+    assert!(store
+        .device_with_identity(&alice(), &[3; 32])
+        .unwrap()
+        .is_none());
     assert!(store.add_contact(&bob).unwrap());
     assert!(!store.add_contact(&bob).unwrap());
     assert_eq!(store.contacts().unwrap(), vec![bob]);
@@ -134,7 +144,26 @@ fn a_newer_file_is_refused() {
         .unwrap()
         .execute_batch("PRAGMA user_version = 99")
         .unwrap();
-    let error = EndpointStore::open(&path, &alice(), "urn:xmpp:omemo:2", Durability::Full)
-        .unwrap_err();
-    assert!(matches!(error, StoreError::NewerSchema { found: 99, .. }), "{error}");
+    let error =
+        EndpointStore::open(&path, &alice(), "urn:xmpp:omemo:2", Durability::Full).unwrap_err();
+    assert!(
+        matches!(error, StoreError::NewerSchema { found: 99, .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn old_deduplication_keys_are_pruned() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut store = open(&directory.path().join("endpoint.sqlite"));
+    let day = chrono::Duration::days(1);
+    let start = DateTime::UNIX_EPOCH + day * 1000;
+    store.mark_processed(&["old".to_owned()], start).unwrap();
+    store
+        .mark_processed(&["new".to_owned()], start + day * 40)
+        .unwrap();
+    assert_eq!(store.prune_processed(start + day * 10).unwrap(), 1);
+    assert!(!store.any_processed(&["old".to_owned()]).unwrap());
+    assert!(store.any_processed(&["new".to_owned()]).unwrap());
+    assert_eq!(store.processed_count().unwrap(), 1);
 }

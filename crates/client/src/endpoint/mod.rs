@@ -25,6 +25,9 @@ pub const DATABASE_FILE: &str = "atm.sqlite";
 /// How long a signed prekey is used before [`Endpoint::maintain`] replaces it.
 pub const SIGNED_PREKEY_PERIOD: chrono::TimeDelta = chrono::TimeDelta::weeks(1);
 
+/// How long deduplication keys are kept ([`Endpoint::maintain`]).
+pub const PROCESSED_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
 const SETTING_ARCHIVE: &str = "archive_position";
 const SETTING_NO_MAX_ITEMS: &str = "pubsub_max_items_refused";
 
@@ -348,12 +351,16 @@ impl Endpoint {
     }
 
     /// Periodic upkeep, e.g. daily and at start: replaces the signed prekey
-    /// once it is [`SIGNED_PREKEY_PERIOD`] old and republishes the bundle.
-    /// Returns whether it did.
+    /// once it is [`SIGNED_PREKEY_PERIOD`] old and republishes the bundle
+    /// (returns whether it did), and forgets deduplication keys older than
+    /// [`PROCESSED_RETENTION`]. Older copies cannot be applied again anyway:
+    /// the archive position has moved past them, and the ratchet refuses a
+    /// message key used before.
     ///
     /// # Errors
     /// A store failure or no randomness; nothing changed then.
     pub fn maintain(&mut self, now: DateTime<Utc>) -> Result<bool, CoreError> {
+        self.store.prune_processed(now - PROCESSED_RETENTION)?;
         let rotated = crypto::rotate_signed_prekey(
             &mut self.store,
             self.rng.as_mut(),
