@@ -167,3 +167,48 @@ fn mutations_of_a_genuine_trust_message_are_refused_and_change_nothing() {
         Rejection::SceMismatch { field: "to", .. }
     )));
 }
+
+/// The sending time the engine checks the SCE time against is the server's
+/// delay stamp for an offline message: a trust message whose envelope time
+/// is far from it decides nothing.
+#[test]
+fn a_trust_message_whose_sce_time_is_far_from_the_servers_stamp_decides_nothing() {
+    use atm_engine::IgnoreReason;
+    let mut router = Router::new();
+    let a1 = router.add("A1", "alice@example.org");
+    let a2 = router.add("A2", "alice@example.org");
+    let a3 = router.add("A3", "alice@example.org");
+    router.all_contacts();
+    router.start_all();
+    router.scan(a1, a3);
+    router.scan(a3, a1);
+    let uri = router.nodes[a2].core().uri();
+    let now = router.tick();
+    router.nodes[a3].core().scan(&uri, now).unwrap();
+    let mut stanza = router
+        .take_transmits(a3)
+        .into_iter()
+        .find(|s| s.name() == "message")
+        .unwrap();
+    set_attr(&mut stanza, "from", "alice@example.org/A3");
+    let keys = router.nodes[a1].core().keys().unwrap();
+    // From offline storage, stored (says the server) an hour later.
+    let mut late = stanza.clone();
+    late.append_child(
+        Element::builder("delay", atm_client::ns::NS_DELAY)
+            .attr(common::nc("from"), "example.org")
+            .attr(
+                common::nc("stamp"),
+                (now + chrono::Duration::hours(1)).to_rfc3339(),
+            )
+            .build(),
+    );
+    assert_eq!(router.deliver(a1, &late), Handled::TrustMessage);
+    assert!(router.nodes[a1].events.iter().any(|e| matches!(
+        e,
+        atm_client::Event::TrustMessageIgnored {
+            reason: IgnoreReason::ClockSkew { .. }
+        }
+    )));
+    assert_eq!(router.nodes[a1].core().keys().unwrap(), keys);
+}

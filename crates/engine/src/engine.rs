@@ -11,14 +11,43 @@ use chrono::{DateTime, Utc};
 use crate::io::{Cause, Config, Effect, EngineError, IgnoreReason, Input, Received};
 use crate::level::{DecisionKind, KeyMode, Policy, TrustLevel};
 use crate::store::{
-    Changeset, Confirmation, Decision, KeyRecord, KeyRef, Pending, Postponed, TrustStore,
+    Changeset, Confirmation, Decision, KeyRecord, KeyRef, Pending, Postponed, Statement, TrustStore,
 };
 
 type Result<T, S> = std::result::Result<T, EngineError<<S as TrustStore>::Error>>;
 
 /// At most this many decisions of one sender wait for its key to be
-/// authenticated; more are dropped (and reported as ignored).
+/// authenticated; more are dropped (and reported as ignored). The default of
+/// [`Limits::postponed_per_sender`](crate::Limits).
 pub const MAX_POSTPONED_PER_SENDER: usize = 10_000;
+
+/// At most this many decisions of the senders of one account wait; the
+/// default of [`Limits::postponed_per_account`](crate::Limits).
+pub const MAX_POSTPONED_PER_ACCOUNT: usize = 10_000;
+
+/// At most this many postponed decisions, all senders together; the default
+/// of [`Limits::postponed_total`](crate::Limits).
+pub const MAX_POSTPONED_TOTAL: usize = 100_000;
+
+/// At most this many decisions about unknown keys, carried by the trust
+/// messages of one account's senders, wait for their keys; the default of
+/// [`Limits::pending_per_account`](crate::Limits).
+pub const MAX_PENDING_PER_ACCOUNT: usize = 10_000;
+
+/// How far a trust message's SCE `<time>` may lie from the sending time the
+/// receiver knows ([`Received::stamp`]) before the message is rejected
+/// (XEP-0420 §Affix Elements: "within a reasonable margin"; XEP-0434 makes
+/// `<time>` mandatory for trust messages).
+///
+/// Five minutes: devices keep their clocks by NTP or the mobile network, to
+/// within seconds; a phone set by hand is rarely more than a few minutes off,
+/// and a stanza reaches its server within seconds of being encrypted. More
+/// than that is a wrong clock or a replayed or forged stanza. The margin only
+/// decides what is rejected: whatever is accepted counts as decided no later
+/// than its stamp (a future-dated message gains nothing), so a larger margin
+/// would not weaken the ordering, and a smaller one would reject honest
+/// devices with slightly wrong clocks.
+pub const MAX_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// The ATM engine of one endpoint, for one encryption namespace. Sans-IO: it
 /// reads and writes only through its [`TrustStore`], takes the time as an
@@ -98,7 +127,7 @@ impl<S: TrustStore> Engine<S> {
     /// one commit, and returns them. On error nothing is stored.
     pub fn handle(&mut self, input: Input, now: DateTime<Utc>) -> Result<Vec<Effect>, S> {
         let policy = self.policy()?;
-        let mut txn = Txn::new(&self.config, &mut self.store, policy);
+        let mut txn = Txn::new(&self.config, &mut self.store, policy, now);
         match input {
             Input::Manual {
                 owner,
@@ -110,7 +139,7 @@ impl<S: TrustStore> Engine<S> {
                     (DecisionKind::Distrust, distrust),
                 ] {
                     for key in keys {
-                        txn.manual(KeyRef::new(owner.clone(), key), kind, now)?;
+                        txn.manual(KeyRef::new(owner.clone(), key), kind)?;
                     }
                 }
             }
@@ -147,6 +176,7 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     pub config: &'a Config,
     pub store: &'a mut S,
     pub policy: Policy,
+    now: DateTime<Utc>,
     /// Keys read or written in this input (`None`: known not to exist).
     overlay: HashMap<KeyRef, Option<KeyRecord>>,
     /// Written keys, by owner, in write order.
@@ -156,35 +186,61 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     /// Changes to pass on, in order.
     pub changed: Vec<Change>,
     /// Keys newly authenticated by the user or by a released postponed
-    /// decision: they are sent what they need (complete propagation).
+    /// decision, and senders that asked for a sync: they are sent what they
+    /// need (complete propagation).
     pub syncs: Vec<KeyRef>,
+    /// Keys authenticated again after a distrust: if their word was dropped
+    /// meanwhile, they are asked to say it again.
+    pub reauthenticated: BTreeSet<KeyRef>,
     /// Manual decisions, in order (literal XEP propagation).
     pub manual: Vec<(KeyRef, DecisionKind)>,
     release_queue: VecDeque<KeyRef>,
+    /// Keys distrusted in this input, with the time of the distrust: their
+    /// later statements are void.
+    revoke_queue: VecDeque<(KeyRef, DateTime<Utc>)>,
     released: HashSet<KeyRef>,
     toakafa_owners: BTreeSet<BareJid>,
+    authenticated_owners: HashSet<BareJid>,
     pending_overlay: HashMap<KeyRef, Option<Pending>>,
     confirm_overlay: HashMap<KeyRef, Option<Confirmation>>,
+    /// Statements written in this input, by target then source (`None`:
+    /// deleted).
+    statement_overlay: HashMap<KeyRef, BTreeMap<KeyRef, Option<Statement>>>,
+    /// The targets of `statement_overlay`, by source.
+    statement_targets: HashMap<KeyRef, BTreeSet<KeyRef>>,
+}
+
+/// The newest of two decisions: the later time, and at equal times a
+/// distrust.
+fn newer(a: &Decision, b: &Decision) -> bool {
+    a.time > b.time
+        || (a.time == b.time && a.kind == DecisionKind::Distrust && b.kind == DecisionKind::Trust)
 }
 
 impl<'a, S: TrustStore> Txn<'a, S> {
-    fn new(config: &'a Config, store: &'a mut S, policy: Policy) -> Self {
+    fn new(config: &'a Config, store: &'a mut S, policy: Policy, now: DateTime<Utc>) -> Self {
         Txn {
             config,
             store,
             policy,
+            now,
             overlay: HashMap::default(),
             written: BTreeMap::new(),
             changes: Changeset::default(),
             effects: Vec::new(),
             changed: Vec::new(),
             syncs: Vec::new(),
+            reauthenticated: BTreeSet::new(),
             manual: Vec::new(),
             release_queue: VecDeque::new(),
+            revoke_queue: VecDeque::new(),
             released: HashSet::default(),
             toakafa_owners: BTreeSet::new(),
+            authenticated_owners: HashSet::default(),
             pending_overlay: HashMap::default(),
             confirm_overlay: HashMap::default(),
+            statement_overlay: HashMap::default(),
+            statement_targets: HashMap::default(),
         }
     }
 
@@ -250,20 +306,113 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         Ok(keys.into_iter().collect())
     }
 
+    /// Every statement about `target`, with this input's writes.
+    fn statements_about(&mut self, target: &KeyRef) -> Result<Vec<Statement>, S> {
+        let mut all: BTreeMap<KeyRef, Statement> = self
+            .store
+            .statements_about(target)
+            .map_err(EngineError::Store)?
+            .into_iter()
+            .map(|s| (s.source.clone(), s))
+            .collect();
+        if let Some(written) = self.statement_overlay.get(target) {
+            for (source, statement) in written {
+                match statement {
+                    Some(s) => {
+                        all.insert(source.clone(), s.clone());
+                    }
+                    None => {
+                        all.remove(source);
+                    }
+                }
+            }
+        }
+        Ok(all.into_values().collect())
+    }
+
+    /// The statement of `source` about `target`, with this input's writes.
+    fn statement(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Statement>, S> {
+        if let Some(written) = self
+            .statement_overlay
+            .get(target)
+            .and_then(|m| m.get(source))
+        {
+            return Ok(written.clone());
+        }
+        Ok(self
+            .store
+            .statements_about(target)
+            .map_err(EngineError::Store)?
+            .into_iter()
+            .find(|s| s.source == *source))
+    }
+
+    /// Every statement of `source`, with this input's writes.
+    fn statements_from(&mut self, source: &KeyRef) -> Result<Vec<Statement>, S> {
+        let mut all: BTreeMap<KeyRef, Statement> = self
+            .store
+            .statements_from(source)
+            .map_err(EngineError::Store)?
+            .into_iter()
+            .map(|s| (s.decision.target.clone(), s))
+            .collect();
+        for target in self.statement_targets.get(source).into_iter().flatten() {
+            match self
+                .statement_overlay
+                .get(target)
+                .and_then(|m| m.get(source))
+            {
+                Some(Some(s)) => {
+                    all.insert(target.clone(), s.clone());
+                }
+                Some(None) => {
+                    all.remove(target);
+                }
+                None => {}
+            }
+        }
+        Ok(all.into_values().collect())
+    }
+
+    fn write_statement(&mut self, target: &KeyRef, source: &KeyRef, statement: Option<Statement>) {
+        self.statement_overlay
+            .entry(target.clone())
+            .or_default()
+            .insert(source.clone(), statement);
+        self.statement_targets
+            .entry(source.clone())
+            .or_default()
+            .insert(target.clone());
+    }
+
     fn is_own(&self, key: &KeyRef) -> bool {
         *key == self.config.own
     }
 
-    /// The level of a new key of `owner` under the policy.
+    /// `true` if `owner` has, or ever had, an authenticated key.
+    fn had_authenticated(&mut self, owner: &BareJid) -> Result<bool, S> {
+        if self.authenticated_owners.contains(owner)
+            || self
+                .store
+                .had_authenticated(owner)
+                .map_err(EngineError::Store)?
+        {
+            return Ok(true);
+        }
+        Ok(self
+            .keys_of(owner)?
+            .iter()
+            .any(|(_, r)| r.level == TrustLevel::Authenticated))
+    }
+
+    /// The level of a new key of `owner` under the policy: TOAKAFA trusts it
+    /// only until the first authentication of one of the owner's keys, for
+    /// good (XEP-0450 §Security Considerations).
     fn initial_level(&mut self, owner: &BareJid) -> Result<TrustLevel, S> {
         Ok(match self.policy {
             Policy::Manual => TrustLevel::Undecided,
             Policy::Toakafa => {
-                let authenticated = self
-                    .keys_of(owner)?
-                    .iter()
-                    .any(|(_, r)| r.level == TrustLevel::Authenticated);
-                if authenticated {
+                if self.had_authenticated(owner)? {
                     TrustLevel::AutomaticallyDistrusted
                 } else {
                     TrustLevel::AutomaticallyTrusted
@@ -274,29 +423,34 @@ impl<'a, S: TrustStore> Txn<'a, S> {
 
     // ---- inputs ----
 
-    fn manual(&mut self, target: KeyRef, kind: DecisionKind, now: DateTime<Utc>) -> Result<(), S> {
+    fn manual(&mut self, target: KeyRef, kind: DecisionKind) -> Result<(), S> {
         if self.is_own(&target) {
             self.effects.push(Effect::Ignored(IgnoreReason::OwnKey));
             return Ok(());
         }
-        if self.get(&target)?.is_none() {
-            // The user holds the key itself (fingerprint, URI): it is known now.
-            let level = self.initial_level(&target.owner)?;
-            self.set(&target, KeyRecord { level, time: None });
-            self.effects.push(Effect::TrustChanged {
-                key: target.clone(),
-                from: None,
-                to: level,
-                cause: Cause::KeyLearned,
-            });
+        let mut time = self.now;
+        match self.get(&target)? {
+            None => {
+                // The user holds the key itself (fingerprint, URI): it is known now.
+                let level = self.initial_level(&target.owner)?;
+                self.set(&target, KeyRecord { level, time: None });
+                self.effects.push(Effect::TrustChanged {
+                    key: target.clone(),
+                    from: None,
+                    to: level,
+                    cause: Cause::KeyLearned,
+                });
+            }
+            // The user's decision is the newest this endpoint knows, even if
+            // a clock elsewhere ran ahead.
+            Some(KeyRecord {
+                time: Some(stored), ..
+            }) if stored >= time => time = stored + chrono::TimeDelta::microseconds(1),
+            Some(_) => {}
         }
         self.manual.push((target.clone(), kind));
-        let decision = Decision {
-            target,
-            kind,
-            time: now,
-        };
-        self.apply(decision, Cause::Manual, None)?;
+        let decision = Decision { target, kind, time };
+        self.apply(decision, Cause::Manual, None, time)?;
         self.settle()
     }
 
@@ -325,6 +479,17 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             self.effects.push(Effect::Ignored(IgnoreReason::Reflected));
             return Ok(());
         }
+        // XEP-0420: the SCE time must lie within a margin of the sending time
+        // the receiver knows; nothing counts as decided after that time.
+        let stamp = received.stamp;
+        if (received.time - stamp).abs() > MAX_CLOCK_SKEW {
+            self.effects.push(Effect::Ignored(IgnoreReason::ClockSkew {
+                time: received.time,
+                stamp,
+            }));
+            return Ok(());
+        }
+        let sent = received.time.min(stamp);
         let sender_level = if self.is_own(&sender) {
             Some(TrustLevel::Authenticated)
         } else {
@@ -333,6 +498,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         if sender_level == Some(TrustLevel::ManuallyDistrusted) {
             self.effects
                 .push(Effect::Ignored(IgnoreReason::SenderDistrusted));
+            self.missed(&sender)?;
             return Ok(());
         }
         let authenticated = sender_level == Some(TrustLevel::Authenticated);
@@ -341,8 +507,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             sender: sender.clone(),
             co_recipients: received.co_recipients.iter().cloned().collect(),
         });
-        let mut postponed: Option<HashMap<KeyRef, Postponed>> = None;
-        let mut postponed_full = false;
+        let mut postponer = Postponer::default();
+        let mut self_vouching = false;
         for owner in &message.key_owners {
             if !from_own_account && owner.jid != received.sender {
                 self.effects
@@ -359,54 +525,41 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             for (kind, key) in decisions {
                 let target = KeyRef::new(owner.jid.clone(), key.clone());
                 if self.is_own(&target) {
+                    // A peer that authenticated this endpoint again after a
+                    // distrust tells it so in a message for it alone, and
+                    // thereby asks for everything it missed.
+                    let request = authenticated
+                        && kind == DecisionKind::Trust
+                        && received.co_recipients.is_empty();
+                    if request && !self.syncs.contains(&sender) {
+                        self.syncs.push(sender.clone());
+                    }
                     continue;
                 }
-                let time = received.decision_times.time_of(&target, received.time);
+                if target == sender {
+                    // A key's word about itself carries no information.
+                    self_vouching = true;
+                    continue;
+                }
+                let time = received.decision_times.time_of(&target, sent);
                 let decision = Decision { target, kind, time };
                 if authenticated {
                     self.apply(
                         decision,
                         Cause::TrustMessage(sender.clone()),
                         Some(source.clone()),
+                        stamp,
                     )?;
                 } else {
-                    let stored = match &mut postponed {
-                        Some(map) => map,
-                        None => postponed.insert(
-                            self.store
-                                .postponed_from(&sender)
-                                .map_err(EngineError::Store)?
-                                .into_iter()
-                                .map(|p| (p.decision.target.clone(), p))
-                                .collect(),
-                        ),
-                    };
-                    let known = stored.get(&decision.target);
-                    if known.is_none() && stored.len() >= MAX_POSTPONED_PER_SENDER {
-                        // An unauthenticated sender cannot fill the store.
-                        if !postponed_full {
-                            postponed_full = true;
-                            self.effects
-                                .push(Effect::Ignored(IgnoreReason::TooManyPostponed));
-                        }
-                        continue;
-                    }
-                    let newer = known.is_none_or(|p| p.decision.time <= decision.time);
-                    if newer {
-                        let p = Postponed {
-                            sender: sender.clone(),
-                            decision: decision.clone(),
-                        };
-                        stored.insert(decision.target.clone(), p.clone());
-                        self.changes.postpone.push(p);
-                        self.effects.push(Effect::Postponed {
-                            sender: sender.clone(),
-                            decision,
-                        });
-                    }
+                    postponer.postpone(self, &sender, decision, stamp)?;
                 }
             }
         }
+        if self_vouching {
+            self.effects
+                .push(Effect::Ignored(IgnoreReason::SelfVouching));
+        }
+        postponer.finish(self);
         self.settle()
     }
 
@@ -425,13 +578,33 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         if let Some(pending) = self.pending(&target)? {
             self.pending_overlay.insert(target.clone(), None);
             self.changes.unpend.push(target.clone());
-            let source = pending.sender.clone().map(|sender| {
-                Rc::new(Source {
-                    sender,
-                    co_recipients: HashSet::default(),
-                })
-            });
-            self.apply(pending.decision, Cause::Pending(pending.sender), source)?;
+            // Only the word of a sender that is still authenticated counts: a
+            // device distrusted before the key appeared cannot have
+            // pre-authorised it.
+            let sender_ok = match &pending.sender {
+                None => true,
+                Some(sender) => {
+                    self.is_own(sender)
+                        || self.get(sender)?.map(|r| r.level) == Some(TrustLevel::Authenticated)
+                }
+            };
+            if sender_ok {
+                let source = pending.sender.clone().map(|sender| {
+                    Rc::new(Source {
+                        sender,
+                        co_recipients: HashSet::default(),
+                    })
+                });
+                self.apply(
+                    pending.decision,
+                    Cause::Pending(pending.sender),
+                    source,
+                    pending.stamp,
+                )?;
+            } else if let Some(sender) = pending.sender {
+                self.effects
+                    .push(Effect::PendingDropped { sender, count: 1 });
+            }
         }
         self.settle()
     }
@@ -466,10 +639,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 sender: sender.clone(),
                 co_recipients: HashSet::default(),
             });
+            let stamp = confirmation.decision.time;
             self.apply(
                 confirmation.decision,
                 Cause::Confirmed(sender),
                 Some(source),
+                stamp,
             )?;
             self.settle()
         } else {
@@ -512,6 +687,9 @@ impl<'a, S: TrustStore> Txn<'a, S> {
     ) {
         let before = self.overlay.get(key).copied().flatten();
         self.set(key, KeyRecord { level, time });
+        if level == TrustLevel::Authenticated {
+            self.authenticated_owners.insert(key.owner.clone());
+        }
         if before.map(|r| r.level) != Some(level) {
             self.effects.push(Effect::TrustChanged {
                 key: key.clone(),
@@ -522,21 +700,32 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         }
     }
 
+    /// The key that a decision with this cause is the word of: the sender,
+    /// or this endpoint for the user's own decisions.
+    fn speaker(&self, cause: &Cause) -> KeyRef {
+        cause
+            .sender()
+            .cloned()
+            .unwrap_or_else(|| self.config.own.clone())
+    }
+
     /// Applies one decision under the ordering rule: a decision applies only if
     /// it is newer than the one that set the key's level (at equal times a
-    /// distrust beats a trust); a user's own decision always applies.
+    /// distrust beats a trust); a user's own decision always applies. Every
+    /// accepted decision is kept as its speaker's statement.
     fn apply(
         &mut self,
         decision: Decision,
         cause: Cause,
         source: Option<Rc<Source>>,
+        stamp: DateTime<Utc>,
     ) -> Result<(), S> {
         let target = decision.target.clone();
         if self.is_own(&target) {
             return Ok(());
         }
         let Some(current) = self.get(&target)? else {
-            return self.store_pending(decision, cause);
+            return self.store_pending(decision, cause, stamp);
         };
         let manual = cause == Cause::Manual;
         let confirmed = matches!(cause, Cause::Confirmed(_));
@@ -545,64 +734,148 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 return self.request_confirmation(sender, decision);
             }
         }
-        let level = TrustLevel::of_decision(decision.kind);
-        if !manual {
-            if let Some(time) = current.time {
-                let newer = decision.time > time;
-                let distrust_wins = decision.time == time
-                    && decision.kind == DecisionKind::Distrust
-                    && current.level != TrustLevel::ManuallyDistrusted;
-                if !newer && !distrust_wins {
-                    return Ok(());
-                }
+        // One statement per speaker: an older message of the same speaker,
+        // delivered late, changes nothing.
+        let speaker = self.speaker(&cause);
+        if let Some(previous) = self.statement(&target, &speaker)? {
+            if previous.stamp > stamp {
+                return Ok(());
             }
         }
+        self.write_statement(
+            &target,
+            &speaker,
+            Some(Statement {
+                source: speaker.clone(),
+                decision: decision.clone(),
+                stamp,
+            }),
+        );
+        if let (false, Some(time), Some(kind)) = (manual, current.time, current.level.decision()) {
+            let stored = Decision {
+                target: target.clone(),
+                kind,
+                time,
+            };
+            if !newer(&decision, &stored) {
+                return Ok(());
+            }
+        }
+        let level = TrustLevel::of_decision(decision.kind);
         if current.level == level && current.time == Some(decision.time) {
             return Ok(());
         }
-        self.change_level(&target, level, Some(decision.time), cause.clone());
+        self.decide(
+            &target,
+            current.level,
+            decision.kind,
+            decision.time,
+            cause,
+            source,
+        );
+        Ok(())
+    }
+
+    /// Records a decided level and its consequences: pass it on, release the
+    /// postponed decisions of a newly authenticated key, sync it, void the
+    /// later word of a newly distrusted one.
+    fn decide(
+        &mut self,
+        target: &KeyRef,
+        before: TrustLevel,
+        kind: DecisionKind,
+        time: DateTime<Utc>,
+        cause: Cause,
+        source: Option<Rc<Source>>,
+    ) {
+        let level = TrustLevel::of_decision(kind);
+        let manual = cause == Cause::Manual;
+        let released = matches!(cause, Cause::Postponed(_));
+        self.change_level(target, level, Some(time), cause);
         self.changed.push(Change {
             target: target.clone(),
             source,
         });
-        match decision.kind {
+        match kind {
             DecisionKind::Trust => {
-                if current.level != TrustLevel::Authenticated {
-                    if !self.toakafa_owners.contains(&target.owner) {
-                        self.toakafa_owners.insert(target.owner.clone());
-                    }
+                if before != TrustLevel::Authenticated {
+                    self.toakafa_owners.insert(target.owner.clone());
                     self.release_queue.push_back(target.clone());
-                    if matches!(cause, Cause::Postponed(_)) {
+                    if before == TrustLevel::ManuallyDistrusted {
+                        // Authenticated again: if this endpoint dropped some
+                        // of its word meanwhile, it is asked to say it again
+                        // (docs/propagation.md, Re-authentication).
+                        self.reauthenticated.insert(target.clone());
+                    }
+                    if released {
                         self.syncs.push(target.clone());
                     }
                 }
                 if manual {
-                    self.syncs.push(target);
+                    self.syncs.push(target.clone());
                 }
             }
-            DecisionKind::Distrust => self.drop_postponed(&target)?,
+            DecisionKind::Distrust => {
+                if before != TrustLevel::ManuallyDistrusted {
+                    self.revoke_queue.push_back((target.clone(), time));
+                }
+            }
         }
-        Ok(())
     }
 
-    fn store_pending(&mut self, decision: Decision, cause: Cause) -> Result<(), S> {
+    fn store_pending(
+        &mut self,
+        decision: Decision,
+        cause: Cause,
+        stamp: DateTime<Utc>,
+    ) -> Result<(), S> {
         let target = decision.target.clone();
-        let newer = self
-            .pending(&target)?
+        let previous = self.pending(&target)?;
+        let newer = previous
+            .as_ref()
             .is_none_or(|p| p.decision.time <= decision.time);
-        if newer {
-            let pending = Pending {
-                sender: cause.sender().cloned(),
-                decision: decision.clone(),
-            };
-            self.pending_overlay
-                .insert(target.clone(), Some(pending.clone()));
-            self.changes.pending.push(pending);
-            self.effects.push(Effect::Pending {
-                sender: cause.sender().cloned(),
-                decision,
-            });
+        if !newer {
+            return Ok(());
         }
+        let sender = cause.sender().cloned();
+        if let Some(sender) = sender.as_ref().filter(|s| !self.is_own(s)) {
+            let replaces_own = previous
+                .as_ref()
+                .is_some_and(|p| p.sender.as_ref().is_some_and(|s| s.owner == sender.owner));
+            let limit = self.config.limits.pending_per_account as u64;
+            if !replaces_own {
+                let stored = self
+                    .store
+                    .pending_count_of(&sender.owner)
+                    .map_err(EngineError::Store)?;
+                let added = self
+                    .changes
+                    .pending
+                    .iter()
+                    .filter(|p| p.sender.as_ref().is_some_and(|s| s.owner == sender.owner))
+                    .count() as u64;
+                if stored + added >= limit {
+                    if !self
+                        .effects
+                        .contains(&Effect::Ignored(IgnoreReason::TooManyPending))
+                    {
+                        self.effects
+                            .push(Effect::Ignored(IgnoreReason::TooManyPending));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        let pending = Pending {
+            sender: sender.clone(),
+            decision: decision.clone(),
+            stamp,
+        };
+        self.pending_overlay
+            .insert(target.clone(), Some(pending.clone()));
+        self.changes.pending.retain(|p| p.decision.target != target);
+        self.changes.pending.push(pending);
+        self.effects.push(Effect::Pending { sender, decision });
         Ok(())
     }
 
@@ -622,8 +895,115 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         Ok(())
     }
 
-    /// Postponed decisions of a sender whose key is now distrusted are dropped.
-    fn drop_postponed(&mut self, sender: &KeyRef) -> Result<(), S> {
+    /// A key is distrusted from `since` on: its postponed and pending
+    /// decisions are dropped, and what it said from `since` on is void (each
+    /// key it decided then falls back to what the others said).
+    fn revoke(&mut self, key: &KeyRef, since: DateTime<Utc>) -> Result<(), S> {
+        let mut dropped = self.drop_postponed(key)? + self.drop_pending(key)?;
+        for statement in self.statements_from(key)? {
+            if statement.stamp < since {
+                continue;
+            }
+            dropped += 1;
+            let target = statement.decision.target.clone();
+            self.write_statement(&target, key, None);
+            self.fall_back(&target, &statement, key)?;
+        }
+        if dropped > 0 {
+            self.missed(key)?;
+        }
+        Ok(())
+    }
+
+    /// Notes that some word of `key` was dropped.
+    fn missed(&mut self, key: &KeyRef) -> Result<(), S> {
+        if !self.changes.missed.contains(key)
+            && !self.store.missed_word_of(key).map_err(EngineError::Store)?
+        {
+            self.changes.missed.push(key.clone());
+        }
+        Ok(())
+    }
+
+    /// `true` if some word of `key` was dropped and not asked for again.
+    pub fn was_missed(&mut self, key: &KeyRef) -> Result<bool, S> {
+        if self.changes.unmissed.contains(key) {
+            return Ok(false);
+        }
+        Ok(self.changes.missed.contains(key)
+            || self.store.missed_word_of(key).map_err(EngineError::Store)?)
+    }
+
+    /// `voided` (a statement of the distrusted `speaker`) is void. If it had
+    /// set the level of its key, the level falls back to the newest remaining
+    /// statement; where that changes the level, this endpoint states the
+    /// correction itself, at a time that beats the void decision everywhere
+    /// it was passed on (a trust voided with nothing else trusting the key
+    /// becomes a distrust: only the distrusted key had vouched for it).
+    fn fall_back(
+        &mut self,
+        target: &KeyRef,
+        voided: &Statement,
+        speaker: &KeyRef,
+    ) -> Result<(), S> {
+        let Some(current) = self.get(target)? else {
+            return Ok(());
+        };
+        let set_by_voided = current.level.decision() == Some(voided.decision.kind)
+            && current.time == Some(voided.decision.time);
+        if !set_by_voided {
+            return Ok(());
+        }
+        let mut best: Option<Decision> = None;
+        for s in self.statements_about(target)? {
+            if best.as_ref().is_none_or(|b| newer(&s.decision, b)) {
+                best = Some(s.decision);
+            }
+        }
+        let cause = Cause::Revoked(speaker.clone());
+        let voided_time = voided.decision.time;
+        let correction = match (voided.decision.kind, best) {
+            (kind, Some(b)) if b.kind == kind => {
+                // Same level, older time: nothing to pass on.
+                self.change_level(target, TrustLevel::of_decision(kind), Some(b.time), cause);
+                return Ok(());
+            }
+            (DecisionKind::Trust, _) => Some((DecisionKind::Distrust, voided_time)),
+            (DecisionKind::Distrust, Some(_)) => Some((
+                DecisionKind::Trust,
+                voided_time + chrono::TimeDelta::microseconds(1),
+            )),
+            (DecisionKind::Distrust, None) => None,
+        };
+        match correction {
+            Some((kind, time)) => {
+                let own = self.config.own.clone();
+                self.write_statement(
+                    target,
+                    &own,
+                    Some(Statement {
+                        source: own.clone(),
+                        decision: Decision {
+                            target: target.clone(),
+                            kind,
+                            time,
+                        },
+                        stamp: self.now,
+                    }),
+                );
+                self.decide(target, current.level, kind, time, cause, None);
+            }
+            None => {
+                let level = self.initial_level(&target.owner)?;
+                self.change_level(target, level, None, cause);
+            }
+        }
+        Ok(())
+    }
+
+    /// Postponed decisions of a sender whose key is now distrusted are
+    /// dropped; returns how many.
+    fn drop_postponed(&mut self, sender: &KeyRef) -> Result<usize, S> {
         let mut count = self.take_postponed(sender)?.len();
         let before = self.changes.postpone.len();
         self.changes.postpone.retain(|p| p.sender != *sender);
@@ -634,7 +1014,48 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 count,
             });
         }
-        Ok(())
+        Ok(count)
+    }
+
+    /// Pending decisions of a sender whose key is now distrusted are dropped:
+    /// a stolen device cannot pre-authorise keys that appear after its
+    /// revocation. Returns how many.
+    fn drop_pending(&mut self, sender: &KeyRef) -> Result<usize, S> {
+        let mut targets: BTreeSet<KeyRef> = self
+            .store
+            .pending_from(sender)
+            .map_err(EngineError::Store)?
+            .into_iter()
+            .map(|p| p.decision.target)
+            .filter(|t| {
+                // Replaced in this input by another sender's decision?
+                self.pending_overlay.get(t).is_none_or(|p| {
+                    p.as_ref()
+                        .is_some_and(|p| p.sender.as_ref() == Some(sender))
+                })
+            })
+            .collect();
+        for p in &self.changes.pending {
+            if p.sender.as_ref() == Some(sender) {
+                targets.insert(p.decision.target.clone());
+            }
+        }
+        if targets.is_empty() {
+            return Ok(0);
+        }
+        self.changes
+            .pending
+            .retain(|p| p.sender.as_ref() != Some(sender));
+        let count = targets.len();
+        for target in targets {
+            self.pending_overlay.insert(target.clone(), None);
+            self.changes.unpend.push(target);
+        }
+        self.effects.push(Effect::PendingDropped {
+            sender: sender.clone(),
+            count,
+        });
+        Ok(count)
     }
 
     /// The stored postponed decisions of `sender`, deleted in this input.
@@ -653,10 +1074,20 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         Ok(stored)
     }
 
-    /// Applies postponed decisions of newly authenticated senders, to a fixed
-    /// point, then the TOAKAFA consequences.
+    /// Applies postponed decisions of newly authenticated senders and voids
+    /// the later word of newly distrusted ones, to a fixed point, then the
+    /// TOAKAFA consequences.
     fn settle(&mut self) -> Result<(), S> {
-        while let Some(sender) = self.release_queue.pop_front() {
+        loop {
+            if let Some((key, since)) = self.revoke_queue.pop_front() {
+                if self.get(&key)?.map(|r| r.level) == Some(TrustLevel::ManuallyDistrusted) {
+                    self.revoke(&key, since)?;
+                }
+                continue;
+            }
+            let Some(sender) = self.release_queue.pop_front() else {
+                break;
+            };
             if self.get(&sender)?.map(|r| r.level) != Some(TrustLevel::Authenticated) {
                 continue;
             }
@@ -679,6 +1110,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                     p.decision,
                     Cause::Postponed(sender.clone()),
                     Some(source.clone()),
+                    p.stamp,
                 )?;
             }
         }
@@ -712,6 +1144,14 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 }
             }
         }
+        for (target, written) in std::mem::take(&mut self.statement_overlay) {
+            for (source, statement) in written {
+                match statement {
+                    Some(s) => self.changes.statements.push(s),
+                    None => self.changes.unstate.push((target.clone(), source)),
+                }
+            }
+        }
         if !self.changes.is_empty() {
             self.store
                 .commit(&self.changes)
@@ -720,5 +1160,135 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         let mut effects = self.effects;
         effects.extend(sends.into_iter().map(Effect::Send));
         Ok(effects)
+    }
+}
+
+/// Postponing the decisions of one received message from an unauthenticated
+/// sender, within [`Limits`](crate::Limits).
+#[derive(Default)]
+struct Postponer {
+    /// The sender's stored decisions, by target (read once).
+    stored: Option<HashMap<KeyRef, Postponed>>,
+    /// Decisions of the sender's account, and of all senders, stored now.
+    account_count: u64,
+    total: u64,
+    /// Oldest decisions of the largest other account, to evict.
+    evictable: VecDeque<Postponed>,
+    evicted: BTreeMap<BareJid, usize>,
+    refused: bool,
+}
+
+impl Postponer {
+    fn postpone<S: TrustStore>(
+        &mut self,
+        txn: &mut Txn<'_, S>,
+        sender: &KeyRef,
+        decision: Decision,
+        stamp: DateTime<Utc>,
+    ) -> Result<(), S> {
+        let limits = txn.config.limits;
+        if self.stored.is_none() {
+            let stored: HashMap<KeyRef, Postponed> = txn
+                .store
+                .postponed_from(sender)
+                .map_err(EngineError::Store)?
+                .into_iter()
+                .map(|p| (p.decision.target.clone(), p))
+                .collect();
+            self.account_count = txn
+                .store
+                .postponed_count_of(&sender.owner)
+                .map_err(EngineError::Store)?;
+            self.total = txn.store.postponed_total().map_err(EngineError::Store)?;
+            self.stored = Some(stored);
+        }
+        let Some(stored) = self.stored.as_mut() else {
+            return Ok(());
+        };
+        let known = stored.get(&decision.target);
+        if known.is_some_and(|p| p.decision.time > decision.time) {
+            return Ok(());
+        }
+        if known.is_none() {
+            let full = stored.len() >= limits.postponed_per_sender
+                || self.account_count >= limits.postponed_per_account as u64;
+            if full || !self.make_room(txn, &sender.owner, limits.postponed_total as u64)? {
+                self.refused = true;
+                return Ok(());
+            }
+            self.account_count += 1;
+            self.total += 1;
+        }
+        let p = Postponed {
+            sender: sender.clone(),
+            decision: decision.clone(),
+            stamp,
+        };
+        if let Some(stored) = self.stored.as_mut() {
+            stored.insert(decision.target.clone(), p.clone());
+        }
+        txn.changes.postpone.push(p);
+        txn.effects.push(Effect::Postponed {
+            sender: sender.clone(),
+            decision,
+        });
+        Ok(())
+    }
+
+    /// Below the total bound, or evicts the oldest decision of the account
+    /// holding the most (never the own account, never `account` itself).
+    fn make_room<S: TrustStore>(
+        &mut self,
+        txn: &mut Txn<'_, S>,
+        account: &BareJid,
+        limit: u64,
+    ) -> Result<bool, S> {
+        if self.total < limit {
+            return Ok(true);
+        }
+        if self.evictable.is_empty() {
+            let own = txn.config.own.owner.clone();
+            let Some((largest, count)) = txn
+                .store
+                .postponed_largest(&own)
+                .map_err(EngineError::Store)?
+            else {
+                return Ok(false);
+            };
+            if largest == *account || count <= self.account_count + 1 {
+                return Ok(false);
+            }
+            self.evictable = txn
+                .store
+                .postponed_oldest(&largest, 256)
+                .map_err(EngineError::Store)?
+                .into_iter()
+                .filter(|p| {
+                    !txn.changes
+                        .evict
+                        .contains(&(p.sender.clone(), p.decision.target.clone()))
+                })
+                .collect();
+        }
+        let Some(victim) = self.evictable.pop_front() else {
+            return Ok(false);
+        };
+        *self.evicted.entry(victim.sender.owner.clone()).or_default() += 1;
+        txn.changes
+            .evict
+            .push((victim.sender, victim.decision.target));
+        self.total -= 1;
+        Ok(true)
+    }
+
+    fn finish<S: TrustStore>(self, txn: &mut Txn<'_, S>) {
+        for (account, count) in self.evicted {
+            txn.effects
+                .push(Effect::PostponedEvicted { account, count });
+        }
+        if self.refused {
+            txn.effects
+                .push(Effect::Ignored(IgnoreReason::TooManyPostponed));
+        }
     }
 }

@@ -23,6 +23,44 @@ pub struct Config {
     pub key_mode: KeyMode,
     /// Confirmation mode: automatic decisions wait for the user's yes or no.
     pub confirm: bool,
+    /// How much unauthenticated senders can make this endpoint store.
+    pub limits: Limits,
+}
+
+/// Bounds on what others can make an endpoint store before it authenticated
+/// them (postponed decisions) or learned the keys decided on (pending
+/// decisions).
+///
+/// What is dropped first: beyond a sender's or an account's own bound, that
+/// sender's new decisions are dropped (what it sent first is kept). When all
+/// postponed decisions together reach [`Limits::postponed_total`], a new one
+/// evicts the oldest decision of the account that holds the most, unless that
+/// is the new decision's own account (then the new one is dropped); the own
+/// account's decisions are never evicted for another account's. So one
+/// account with many keys, or many accounts, can fill at most their own
+/// shares, and a flood pushes out the flooders' decisions first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Postponed decisions of one sender key.
+    pub postponed_per_sender: usize,
+    /// Postponed decisions of all sender keys of one account.
+    pub postponed_per_account: usize,
+    /// Postponed decisions of all senders together.
+    pub postponed_total: usize,
+    /// Pending decisions (about keys not yet known) carried by the trust
+    /// messages of one account's senders.
+    pub pending_per_account: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            postponed_per_sender: crate::engine::MAX_POSTPONED_PER_SENDER,
+            postponed_per_account: crate::engine::MAX_POSTPONED_PER_ACCOUNT,
+            postponed_total: crate::engine::MAX_POSTPONED_TOTAL,
+            pending_per_account: crate::engine::MAX_PENDING_PER_ACCOUNT,
+        }
+    }
 }
 
 impl Config {
@@ -36,6 +74,7 @@ impl Config {
             propagation: Propagation::Complete,
             key_mode: KeyMode::PerEndpoint,
             confirm: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -47,8 +86,15 @@ pub struct Received {
     pub sender: BareJid,
     /// The key the message was encrypted with, `None` if it came unencrypted.
     pub sender_key: Option<KeyId>,
-    /// The SCE `<time>`: when it was sent.
+    /// The SCE `<time>`: when the sender says it sent the message.
     pub time: DateTime<Utc>,
+    /// When it was sent as the receiver knows it (XEP-0420 §Affix Elements:
+    /// "the sending time derived from the stanza"): the time of receipt for a
+    /// live stanza, the server's delay or archive stamp for an offline or
+    /// archived one. The SCE time must lie within
+    /// [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW) of it, and no decision the
+    /// message carries counts as made later than it.
+    pub stamp: DateTime<Utc>,
     /// The trust message.
     pub message: TrustMessage,
     /// Original decision times, if the envelope carried them.
@@ -124,6 +170,9 @@ pub enum Cause {
     Confirmed(KeyRef),
     /// The security policy (TOAKAFA, or a policy change).
     Policy,
+    /// This key (distrusted) had decided it after it was distrusted: that
+    /// word is void, and the level falls back to what the others said.
+    Revoked(KeyRef),
     /// The key was learned and starts at the policy's level.
     KeyLearned,
 }
@@ -135,7 +184,7 @@ impl Cause {
         match self {
             Cause::TrustMessage(_) | Cause::Postponed(_) | Cause::Confirmed(_) => true,
             Cause::Pending(sender) => sender.is_some(),
-            Cause::Manual | Cause::Policy | Cause::KeyLearned => false,
+            Cause::Manual | Cause::Policy | Cause::KeyLearned | Cause::Revoked(_) => false,
         }
     }
 
@@ -144,7 +193,7 @@ impl Cause {
         match self {
             Cause::TrustMessage(s) | Cause::Postponed(s) | Cause::Confirmed(s) => Some(s),
             Cause::Pending(s) => s.as_ref(),
-            Cause::Manual | Cause::Policy | Cause::KeyLearned => None,
+            Cause::Manual | Cause::Policy | Cause::KeyLearned | Cause::Revoked(_) => None,
         }
     }
 }
@@ -182,10 +231,25 @@ pub enum IgnoreReason {
     ForeignOwner(BareJid),
     /// A decision about this endpoint's own key.
     OwnKey,
-    /// An unauthenticated sender already has
-    /// [`MAX_POSTPONED_PER_SENDER`](crate::MAX_POSTPONED_PER_SENDER) decisions
-    /// waiting; the rest of its message was dropped.
+    /// An unauthenticated sender, or its account, already has as many
+    /// decisions waiting as [`Limits`] allows; the rest of its message was
+    /// dropped.
     TooManyPostponed,
+    /// The sender's account already has as many decisions about unknown keys
+    /// waiting as [`Limits::pending_per_account`] allows; those of this
+    /// message were dropped.
+    TooManyPending,
+    /// The SCE time lies more than [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW)
+    /// away from the sending time the receiver knows (XEP-0420: a wrong clock
+    /// or a replayed stanza): the message was rejected.
+    ClockSkew {
+        /// The SCE time.
+        time: DateTime<Utc>,
+        /// The sending time the receiver knows.
+        stamp: DateTime<Utc>,
+    },
+    /// A key's decision about itself: it carries no information.
+    SelfVouching,
 }
 
 /// What the engine did, for the client to show, send or count.
@@ -222,6 +286,22 @@ pub enum Effect {
     PostponedDropped {
         /// The sender.
         sender: KeyRef,
+        /// How many.
+        count: usize,
+    },
+    /// Pending decisions (about keys not known yet) of a sender whose key is
+    /// now distrusted were dropped.
+    PendingDropped {
+        /// The sender.
+        sender: KeyRef,
+        /// How many.
+        count: usize,
+    },
+    /// Postponed decisions were evicted to keep the store bounded (see
+    /// [`Limits`]).
+    PostponedEvicted {
+        /// The account whose senders' decisions were evicted.
+        account: BareJid,
         /// How many.
         count: usize,
     },

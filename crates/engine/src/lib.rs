@@ -40,12 +40,15 @@ mod plan;
 mod store;
 mod times;
 
-pub use engine::{Engine, MAX_POSTPONED_PER_SENDER};
-pub use io::{Cause, Config, Effect, EngineError, IgnoreReason, Input, Outgoing, Received};
+pub use engine::{
+    Engine, MAX_CLOCK_SKEW, MAX_PENDING_PER_ACCOUNT, MAX_POSTPONED_PER_ACCOUNT,
+    MAX_POSTPONED_PER_SENDER, MAX_POSTPONED_TOTAL,
+};
+pub use io::{Cause, Config, Effect, EngineError, IgnoreReason, Input, Limits, Outgoing, Received};
 pub use level::{DecisionKind, KeyMode, Policy, Propagation, TrustLevel, UnknownLevel};
 pub use store::{
     Changeset, Confirmation, Decision, Infallible, KeyRecord, KeyRef, MemoryStore, Pending,
-    Postponed, TrustStore,
+    Postponed, Statement, TrustStore,
 };
 pub use times::{DecisionTimes, DecisionTimesError, MAX_DECISION_TIMES, NS_DECISION_TIME};
 

@@ -97,20 +97,47 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
         }
     }
     let syncs = std::mem::take(&mut txn.syncs);
+    // Keys authenticated again whose word was dropped meanwhile: their sync
+    // also carries the decision about themselves, in a message of its own,
+    // which asks them to say again what they said (see `receive`).
+    let mut requests = BTreeSet::new();
+    for key in std::mem::take(&mut txn.reauthenticated) {
+        if txn.was_missed(&key)? {
+            txn.changes.unmissed.push(key.clone());
+            requests.insert(key);
+        }
+    }
     if !syncs.is_empty() {
         let decided = txn.keys_at(&[TrustLevel::Authenticated, TrustLevel::ManuallyDistrusted])?;
+        // What a contact's endpoint may use: decisions about our own keys.
+        let decided_own: Vec<&KeyRef> = decided
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.owner == own_jid)
+            .collect();
         for recipient in syncs {
             if txn.get(&recipient)?.map(|r| r.level) != Some(TrustLevel::Authenticated) {
                 continue;
             }
-            let to_own = recipient.owner == own_jid;
             let entry = needs.entry(recipient.clone()).or_default();
-            for (key, _) in &decided {
-                if *key != recipient && (to_own || key.owner == own_jid) {
-                    entry.insert(key.clone());
-                }
+            if recipient.owner == own_jid {
+                entry.extend(
+                    decided
+                        .iter()
+                        .map(|(k, _)| k)
+                        .filter(|k| **k != recipient)
+                        .cloned(),
+                );
+            } else {
+                entry.extend(decided_own.iter().map(|k| (*k).clone()));
             }
         }
+    }
+    for recipient in &requests {
+        needs
+            .entry(recipient.clone())
+            .or_default()
+            .insert(recipient.clone());
     }
     // A contact's endpoint only hears about its own account and ours.
     needs.retain(|recipient, keys| {
@@ -119,6 +146,15 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
         }
         !keys.is_empty()
     });
+    let mut out = Vec::new();
+    for recipient in requests {
+        if let Some(keys) = needs.remove(&recipient) {
+            let keys: Vec<KeyRef> = keys.into_iter().collect();
+            if let Some(m) = message(txn, recipient.owner.clone(), vec![recipient], &keys)? {
+                out.push(m);
+            }
+        }
+    }
     // Group by account: own endpoints, then one group per contact account.
     let mut groups: BTreeMap<BareJid, (Vec<KeyRef>, BTreeSet<KeyRef>)> = BTreeMap::new();
     for (recipient, keys) in needs {
@@ -145,7 +181,6 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
             }
         }
     }
-    let mut out = Vec::new();
     for (to, (recipients, keys)) in groups {
         let keys: Vec<KeyRef> = keys.into_iter().collect();
         if let Some(message) = message(txn, to, recipients, &keys)? {

@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeSet;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use atm_tm::{BareJid, KeyId};
 use chrono::{DateTime, Utc};
@@ -62,6 +64,27 @@ pub struct Postponed {
     pub sender: KeyRef,
     /// The decision.
     pub decision: Decision,
+    /// When the message that carried it was sent, as the receiver knew it
+    /// (see [`Received::stamp`](crate::Received::stamp)).
+    pub stamp: DateTime<Utc>,
+}
+
+/// What one source said about one key: the newest such statement of every
+/// source is kept, and a key's level is the newest decision among them.
+///
+/// When a source is distrusted, its statements sent at or after the time of
+/// that distrust are void: they are deleted and the key falls back to what
+/// the others said (see `docs/propagation.md`, Revocation).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Statement {
+    /// Who said it: the sender of the trust message, or this endpoint's own
+    /// key for the user's decisions and the engine's own corrections.
+    pub source: KeyRef,
+    /// The decision.
+    pub decision: Decision,
+    /// When it was said: the receiver's sending time of the message that
+    /// carried it (for the own key: the time of the decision).
+    pub stamp: DateTime<Utc>,
 }
 
 /// A decision about a key not known yet, stored until the key is learned
@@ -74,6 +97,8 @@ pub struct Pending {
     pub sender: Option<KeyRef>,
     /// The decision.
     pub decision: Decision,
+    /// When the message that carried it was sent, as the receiver knew it.
+    pub stamp: DateTime<Utc>,
 }
 
 /// An automatic decision waiting for the user's yes or no (confirmation mode,
@@ -98,10 +123,23 @@ pub struct Changeset {
     /// Senders whose postponed decisions are all deleted (applied or dropped).
     /// Applied before `postpone`.
     pub release: Vec<KeyRef>,
+    /// Single postponed decisions deleted, as (sender, target): evicted to
+    /// keep the store bounded. Applied before `postpone`.
+    pub evict: Vec<(KeyRef, KeyRef)>,
     /// Pending decisions for unknown keys to insert or replace (one per target).
     pub pending: Vec<Pending>,
     /// Targets whose pending decision is deleted. Applied before `pending`.
     pub unpend: Vec<KeyRef>,
+    /// Keys whose word this endpoint dropped (a message ignored because the
+    /// key was distrusted, its postponed, pending or void decisions): when
+    /// they are authenticated again, they are asked to say it again.
+    pub missed: Vec<KeyRef>,
+    /// Keys asked to say again what was dropped. Applied before `missed`.
+    pub unmissed: Vec<KeyRef>,
+    /// Statements to insert or replace (one per target and source).
+    pub statements: Vec<Statement>,
+    /// Statements deleted, as (target, source). Applied before `statements`.
+    pub unstate: Vec<(KeyRef, KeyRef)>,
     /// Confirmations to insert or replace (one per target).
     pub confirm: Vec<Confirmation>,
     /// Targets whose confirmation is deleted. Applied before `confirm`.
@@ -136,6 +174,49 @@ pub trait TrustStore {
     /// The postponed decisions of one sender.
     fn postponed_from(&mut self, sender: &KeyRef) -> Result<Vec<Postponed>, Self::Error>;
 
+    /// How many postponed decisions the senders of one account have.
+    fn postponed_count_of(&mut self, account: &BareJid) -> Result<u64, Self::Error>;
+
+    /// How many postponed decisions there are, all senders.
+    fn postponed_total(&mut self) -> Result<u64, Self::Error>;
+
+    /// The account, other than `except`, whose senders have the most postponed
+    /// decisions, with that number (ties: the smallest JID).
+    fn postponed_largest(
+        &mut self,
+        except: &BareJid,
+    ) -> Result<Option<(BareJid, u64)>, Self::Error>;
+
+    /// Up to `limit` postponed decisions of one account's senders, oldest
+    /// decision time first (ties: by sender, then target).
+    fn postponed_oldest(
+        &mut self,
+        account: &BareJid,
+        limit: usize,
+    ) -> Result<Vec<Postponed>, Self::Error>;
+
+    /// The pending decisions that one sender's trust messages carried.
+    fn pending_from(&mut self, sender: &KeyRef) -> Result<Vec<Pending>, Self::Error>;
+
+    /// How many pending decisions the senders of one account's trust
+    /// messages carried.
+    fn pending_count_of(&mut self, account: &BareJid) -> Result<u64, Self::Error>;
+
+    /// Every source's statement about one key.
+    fn statements_about(&mut self, target: &KeyRef) -> Result<Vec<Statement>, Self::Error>;
+
+    /// Every statement one source made.
+    fn statements_from(&mut self, source: &KeyRef) -> Result<Vec<Statement>, Self::Error>;
+
+    /// `true` if this endpoint dropped some word of `key` since it last
+    /// asked it to say it again (see [`Changeset::missed`]).
+    fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, Self::Error>;
+
+    /// `true` if a key of `owner` was ever stored as authenticated (TOAKAFA's
+    /// "after first authentication"). A store remembers every owner of a key
+    /// row it committed at [`TrustLevel::Authenticated`], for good.
+    fn had_authenticated(&mut self, owner: &BareJid) -> Result<bool, Self::Error>;
+
     /// The pending decision about a key not known yet.
     fn pending_for(&mut self, target: &KeyRef) -> Result<Option<Pending>, Self::Error>;
 
@@ -162,6 +243,12 @@ pub struct MemoryStore {
     keys: HashMap<BareJid, BTreeMap<KeyId, KeyRecord>>,
     postponed: HashMap<KeyRef, BTreeMap<KeyRef, Postponed>>,
     pending: HashMap<KeyRef, Pending>,
+    /// Statements by target, then source.
+    statements: HashMap<KeyRef, BTreeMap<KeyRef, Statement>>,
+    /// Statements by source, then target (the same rows).
+    statements_by_source: HashMap<KeyRef, BTreeSet<KeyRef>>,
+    authenticated_owners: HashSet<BareJid>,
+    missed: HashSet<KeyRef>,
     confirmations: BTreeMap<KeyRef, Confirmation>,
     policy: Option<Policy>,
 }
@@ -218,6 +305,105 @@ impl TrustStore for MemoryStore {
             .unwrap_or_default())
     }
 
+    fn postponed_count_of(&mut self, account: &BareJid) -> Result<u64, Infallible> {
+        Ok(self
+            .postponed
+            .iter()
+            .filter(|(sender, _)| sender.owner == *account)
+            .map(|(_, m)| m.len() as u64)
+            .sum())
+    }
+
+    fn postponed_total(&mut self) -> Result<u64, Infallible> {
+        Ok(self.postponed.values().map(|m| m.len() as u64).sum())
+    }
+
+    fn postponed_largest(
+        &mut self,
+        except: &BareJid,
+    ) -> Result<Option<(BareJid, u64)>, Infallible> {
+        let mut counts: BTreeMap<&BareJid, u64> = BTreeMap::new();
+        for (sender, m) in &self.postponed {
+            if sender.owner != *except && !m.is_empty() {
+                *counts.entry(&sender.owner).or_default() += m.len() as u64;
+            }
+        }
+        let mut best: Option<(&BareJid, u64)> = None;
+        for (account, count) in counts {
+            if best.is_none_or(|(_, c)| count > c) {
+                best = Some((account, count));
+            }
+        }
+        Ok(best.map(|(a, c)| (a.clone(), c)))
+    }
+
+    fn postponed_oldest(
+        &mut self,
+        account: &BareJid,
+        limit: usize,
+    ) -> Result<Vec<Postponed>, Infallible> {
+        let mut all: Vec<&Postponed> = self
+            .postponed
+            .iter()
+            .filter(|(sender, _)| sender.owner == *account)
+            .flat_map(|(_, m)| m.values())
+            .collect();
+        all.sort_by(|a, b| {
+            (a.decision.time, &a.sender, &a.decision.target).cmp(&(
+                b.decision.time,
+                &b.sender,
+                &b.decision.target,
+            ))
+        });
+        Ok(all.into_iter().take(limit).cloned().collect())
+    }
+
+    fn pending_from(&mut self, sender: &KeyRef) -> Result<Vec<Pending>, Infallible> {
+        let mut out: Vec<Pending> = self
+            .pending
+            .values()
+            .filter(|p| p.sender.as_ref() == Some(sender))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.decision.target.cmp(&b.decision.target));
+        Ok(out)
+    }
+
+    fn pending_count_of(&mut self, account: &BareJid) -> Result<u64, Infallible> {
+        Ok(self
+            .pending
+            .values()
+            .filter(|p| p.sender.as_ref().is_some_and(|s| s.owner == *account))
+            .count() as u64)
+    }
+
+    fn statements_about(&mut self, target: &KeyRef) -> Result<Vec<Statement>, Infallible> {
+        Ok(self
+            .statements
+            .get(target)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn statements_from(&mut self, source: &KeyRef) -> Result<Vec<Statement>, Infallible> {
+        let Some(targets) = self.statements_by_source.get(source) else {
+            return Ok(Vec::new());
+        };
+        Ok(targets
+            .iter()
+            .filter_map(|t| self.statements.get(t).and_then(|m| m.get(source)))
+            .cloned()
+            .collect())
+    }
+
+    fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, Infallible> {
+        Ok(self.missed.contains(key))
+    }
+
+    fn had_authenticated(&mut self, owner: &BareJid) -> Result<bool, Infallible> {
+        Ok(self.authenticated_owners.contains(owner))
+    }
+
     fn pending_for(&mut self, target: &KeyRef) -> Result<Option<Pending>, Infallible> {
         Ok(self.pending.get(target).cloned())
     }
@@ -245,9 +431,20 @@ impl TrustStore for MemoryStore {
                 .entry(key.owner.clone())
                 .or_default()
                 .insert(key.key.clone(), *record);
+            if record.level == TrustLevel::Authenticated {
+                self.authenticated_owners.insert(key.owner.clone());
+            }
         }
         for sender in &changes.release {
             self.postponed.remove(sender);
+        }
+        for (sender, target) in &changes.evict {
+            if let Some(m) = self.postponed.get_mut(sender) {
+                m.remove(target);
+                if m.is_empty() {
+                    self.postponed.remove(sender);
+                }
+            }
         }
         for p in &changes.postpone {
             self.postponed
@@ -268,6 +465,28 @@ impl TrustStore for MemoryStore {
             self.confirmations
                 .insert(c.decision.target.clone(), c.clone());
         }
+        for (target, source) in &changes.unstate {
+            if let Some(m) = self.statements.get_mut(target) {
+                m.remove(source);
+            }
+            if let Some(t) = self.statements_by_source.get_mut(source) {
+                t.remove(target);
+            }
+        }
+        for s in &changes.statements {
+            self.statements
+                .entry(s.decision.target.clone())
+                .or_default()
+                .insert(s.source.clone(), s.clone());
+            self.statements_by_source
+                .entry(s.source.clone())
+                .or_default()
+                .insert(s.decision.target.clone());
+        }
+        for key in &changes.unmissed {
+            self.missed.remove(key);
+        }
+        self.missed.extend(changes.missed.iter().cloned());
         if let Some(policy) = changes.policy {
             self.policy = Some(policy);
         }

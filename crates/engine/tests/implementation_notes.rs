@@ -110,6 +110,7 @@ fn implementation_notes_storing_trust_message_information_unknown_keys() {
                 sender: bob.clone(),
                 sender_key: Some(key(3)),
                 time: now + chrono::Duration::seconds(5),
+                stamp: now + chrono::Duration::seconds(5),
                 message,
                 decision_times: Default::default(),
                 co_recipients: vec![],

@@ -57,6 +57,7 @@ fn inject(
         sender: sender.owner,
         sender_key: encrypted.then_some(sender.key),
         time: net.clock + chrono::Duration::seconds(1),
+        stamp: net.clock + chrono::Duration::seconds(1),
         message,
         decision_times: DecisionTimes::default(),
         co_recipients: vec![],

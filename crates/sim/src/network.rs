@@ -90,6 +90,10 @@ pub struct SentMessage {
     pub to: Vec<usize>,
     /// Its SCE time (send time).
     pub time: DateTime<Utc>,
+    /// The server's stamp: when the network received it (the same clock as
+    /// `time` for the scenario's own endpoints). Receivers check the SCE time
+    /// against it, also when it was kept for them while they were offline.
+    pub stamp: DateTime<Utc>,
     /// What the engine asked to send.
     pub out: Outgoing,
     /// The trust-message XML as sent.
@@ -181,6 +185,7 @@ enum Held {
 struct Injection {
     sender: Sender,
     time: DateTime<Utc>,
+    stamp: DateTime<Utc>,
     encrypted: bool,
     xml: String,
     co_recipients: Vec<KeyRef>,
@@ -468,6 +473,8 @@ impl<F: StoreFactory> Network<F> {
             }),
             Effect::Ignored(reason) => self.events.push(Event::Ignored { at, reason }),
             Effect::PostponedDropped { .. }
+            | Effect::PendingDropped { .. }
+            | Effect::PostponedEvicted { .. }
             | Effect::ConfirmationRequested(_)
             | Effect::ConfirmationDeclined(_)
             | Effect::PolicyChanged(_) => {}
@@ -508,6 +515,7 @@ impl<F: StoreFactory> Network<F> {
             from,
             to,
             time,
+            stamp: time,
             out,
             xml,
             times_xml,
@@ -549,6 +557,7 @@ impl<F: StoreFactory> Network<F> {
         encrypted: &atm_omemo::elements::Encrypted,
         sender_jid: &atm_tm::BareJid,
         stanza_to: &atm_tm::BareJid,
+        stamp: DateTime<Utc>,
     ) -> Result<(Received, u64), String> {
         let Some((crypto, devices)) = &mut self.omemo else {
             return Err("not encrypted".into());
@@ -574,6 +583,7 @@ impl<F: StoreFactory> Network<F> {
                 sender: sender_jid.clone(),
                 sender_key: Some(sender_key),
                 time,
+                stamp,
                 message,
                 decision_times,
                 co_recipients,
@@ -599,7 +609,8 @@ impl<F: StoreFactory> Network<F> {
         if let Some(encrypted) = self.messages[index].encrypted.clone() {
             let sender_jid = self.nodes[self.messages[index].from].key.owner.clone();
             let stanza_to = self.messages[index].out.to.clone();
-            return match self.decrypt_at(to, &encrypted, &sender_jid, &stanza_to) {
+            let stamp = self.messages[index].stamp;
+            return match self.decrypt_at(to, &encrypted, &sender_jid, &stanza_to, stamp) {
                 Err(reason) => {
                     self.events.push(Event::Refused {
                         at: to,
@@ -639,6 +650,7 @@ impl<F: StoreFactory> Network<F> {
             sender: sender.owner.clone(),
             sender_key: Some(sender.key.clone()),
             time: message.time,
+            stamp: message.stamp,
             message: parsed,
             decision_times: times,
             co_recipients: message
@@ -820,12 +832,14 @@ impl<F: StoreFactory> Network<F> {
     }
 
     /// A crafted trust message `xml` from `sender` reaches each of `to`, with
-    /// SCE time `time`; `encrypted: false` makes it arrive in plaintext.
+    /// SCE time `time` and the server's stamp `stamp`; `encrypted: false`
+    /// makes it arrive in plaintext.
     pub fn inject_crafted(
         &mut self,
         to: &[usize],
         sender: &Sender,
         time: DateTime<Utc>,
+        stamp: DateTime<Utc>,
         encrypted: bool,
         xml: &str,
     ) -> Result<(), String> {
@@ -841,6 +855,7 @@ impl<F: StoreFactory> Network<F> {
             let injection = Injection {
                 sender: sender.clone(),
                 time,
+                stamp,
                 encrypted,
                 xml: xml.to_owned(),
                 co_recipients,
@@ -861,6 +876,7 @@ impl<F: StoreFactory> Network<F> {
         let Injection {
             sender,
             time,
+            stamp,
             encrypted,
             xml,
             co_recipients: co,
@@ -883,6 +899,7 @@ impl<F: StoreFactory> Network<F> {
                         sender: sender_key.owner.clone(),
                         sender_key: encrypted.then(|| sender_key.key.clone()),
                         time,
+                        stamp,
                         message,
                         decision_times: DecisionTimes::default(),
                         co_recipients: co,
@@ -938,7 +955,7 @@ impl<F: StoreFactory> Network<F> {
                 devices[r] = Some(recipient);
                 result?
             };
-            match self.decrypt_at(r, &encrypted_message, &sender_key.owner, &stanza_to) {
+            match self.decrypt_at(r, &encrypted_message, &sender_key.owner, &stanza_to, stamp) {
                 Err(reason) => self.events.push(Event::Refused { at: r, reason }),
                 Ok((mut received, pending)) => {
                     received.co_recipients = co;

@@ -135,14 +135,14 @@ fn play<F: StoreFactory>(net: &mut Network<F>, step: &Step) -> Result<Vec<String
                 InjectFrom::Endpoint(e) => Sender::Endpoint(net.index(e)?),
                 InjectFrom::Outside { jid, key } => Sender::Outside(jid.clone(), key.clone()),
             };
-            let time = match time {
-                Some(t) => *t,
-                None => net.next_time(),
-            };
+            // The server stamps it with the network time, whatever SCE time
+            // the crafted message claims.
+            let stamp = net.next_time();
+            let time = time.unwrap_or(stamp);
             let xml = substitute(net, trust_message)?;
             let recipients: Vec<usize> =
                 to.iter().map(|n| net.index(n)).collect::<Result<_, _>>()?;
-            net.inject_crafted(&recipients, &sender, time, *encrypted, &xml)?;
+            net.inject_crafted(&recipients, &sender, time, stamp, *encrypted, &xml)?;
         }
         Step::Expect { .. } | Step::ExpectMesh { .. } | Step::ExpectCounts(_) => {}
     }
@@ -315,6 +315,10 @@ pub fn cause_text<F: StoreFactory>(net: &Network<F>, cause: &Cause) -> String {
         Cause::Confirmed(s) => format!("confirmed word of {}", net.key_name(s)),
         Cause::Policy => "TOAKAFA policy".into(),
         Cause::KeyLearned => "key learned".into(),
+        Cause::Revoked(s) => format!(
+            "void word of {}, said after it was distrusted",
+            net.key_name(s)
+        ),
     }
 }
 
@@ -420,8 +424,17 @@ fn ignore_words(reason: &IgnoreReason) -> String {
         ),
         IgnoreReason::OwnKey => "a decision about its own key".into(),
         IgnoreReason::TooManyPostponed => {
-            "the rest of the message (too many decisions already wait for this sender)".into()
+            "the rest of the message (too many decisions already wait for this sender or its account)".into()
         }
+        IgnoreReason::TooManyPending => {
+            "its decisions about unknown keys (too many already wait for this account)".into()
+        }
+        IgnoreReason::ClockSkew { time, stamp } => format!(
+            "all of it: its time {} lies too far from when it was sent ({})",
+            DecisionTimes::format_time(*time),
+            DecisionTimes::format_time(*stamp)
+        ),
+        IgnoreReason::SelfVouching => "the sender's decision about its own key".into(),
     }
 }
 

@@ -299,6 +299,7 @@ impl Network {
             sender: sender.owner.clone(),
             sender_key: Some(sender.key.clone()),
             time: message.time,
+            stamp: message.time,
             message: message.out.message.clone(),
             decision_times: DecisionTimes(message.out.decision_times.0.clone()),
             co_recipients: message

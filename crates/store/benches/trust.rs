@@ -85,6 +85,7 @@ fn message(contacts: std::ops::Range<usize>, trust: bool, time: DateTime<Utc>) -
         sender: device.owner,
         sender_key: Some(device.key),
         time,
+        stamp: time,
         message: TrustMessage::parse(&xml).unwrap(),
         decision_times: DecisionTimes::default(),
         co_recipients: vec![],
@@ -116,6 +117,7 @@ fn bench_alternating<S: TrustStore>(
         let time = DateTime::UNIX_EPOCH + chrono::Duration::seconds(i);
         if let Input::Received(r) = &mut input {
             r.time = time;
+            r.stamp = time;
         }
         let effects = engine.handle(input, time).unwrap();
         assert!(effects.len() >= expected, "{} effects", effects.len());

@@ -35,8 +35,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
-        name: "0003_endpoint.sql",
-        sql: include_str!("../migrations/0003_endpoint.sql"),
+        name: "0003_trust_statements.sql",
+        sql: include_str!("../migrations/0003_trust_statements.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_endpoint.sql",
+        sql: include_str!("../migrations/0004_endpoint.sql"),
     },
 ];
 

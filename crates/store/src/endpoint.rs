@@ -1,6 +1,6 @@
 //! [`EndpointStore`]: everything one XMPP endpoint keeps, in ONE database file
 //! and behind ONE connection (tables `omemo_*`, `trust_*` and `endpoint_*`,
-//! migration `0003_endpoint.sql`), so that the effects of one stanza commit
+//! migration `0004_endpoint.sql`), so that the effects of one stanza commit
 //! together.
 //!
 //! # Units of work
@@ -23,7 +23,7 @@ use std::path::Path;
 
 use atm_engine::{
     BareJid, Changeset, Confirmation, KeyId, KeyRecord, KeyRef, Pending, Policy, Postponed,
-    TrustLevel, TrustStore,
+    Statement, TrustLevel, TrustStore,
 };
 use atm_omemo::crypto::{Account, DeviceAddress, PendingMessage, Session, SessionStore};
 use chrono::{DateTime, Utc};
@@ -611,6 +611,53 @@ impl TrustStore for TrustView<'_> {
 
     fn postponed_from(&mut self, sender: &KeyRef) -> Result<Vec<Postponed>, StoreError> {
         self.trust.postponed_from(sender)
+    }
+
+    fn postponed_count_of(&mut self, account: &BareJid) -> Result<u64, StoreError> {
+        self.trust.postponed_count_of(account)
+    }
+
+    fn postponed_total(&mut self) -> Result<u64, StoreError> {
+        self.trust.postponed_total()
+    }
+
+    fn postponed_largest(
+        &mut self,
+        except: &BareJid,
+    ) -> Result<Option<(BareJid, u64)>, StoreError> {
+        self.trust.postponed_largest(except)
+    }
+
+    fn postponed_oldest(
+        &mut self,
+        account: &BareJid,
+        limit: usize,
+    ) -> Result<Vec<Postponed>, StoreError> {
+        self.trust.postponed_oldest(account, limit)
+    }
+
+    fn pending_from(&mut self, sender: &KeyRef) -> Result<Vec<Pending>, StoreError> {
+        self.trust.pending_from(sender)
+    }
+
+    fn pending_count_of(&mut self, account: &BareJid) -> Result<u64, StoreError> {
+        self.trust.pending_count_of(account)
+    }
+
+    fn statements_about(&mut self, target: &KeyRef) -> Result<Vec<Statement>, StoreError> {
+        self.trust.statements_about(target)
+    }
+
+    fn statements_from(&mut self, source: &KeyRef) -> Result<Vec<Statement>, StoreError> {
+        self.trust.statements_from(source)
+    }
+
+    fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, StoreError> {
+        self.trust.missed_word_of(key)
+    }
+
+    fn had_authenticated(&mut self, owner: &BareJid) -> Result<bool, StoreError> {
+        self.trust.had_authenticated(owner)
     }
 
     fn pending_for(&mut self, target: &KeyRef) -> Result<Option<Pending>, StoreError> {

@@ -1,22 +1,23 @@
 //! [`SqliteTrustStore`]: the ATM engine's state in SQLite (tables `trust_*`,
-//! migration `0002_trust.sql`).
+//! migrations `0002_trust.sql` and `0003_trust_statements.sql`).
 //!
 //! One store is one scope: an own account and an encryption namespace; several
 //! scopes may share a file (and share it with a [`crate::SqliteSessionStore`]).
 //! [`TrustStore::commit`] applies a whole [`Changeset`] in one transaction: all
 //! of an engine input's effects are stored, or none.
 //!
-//! Key rows are also kept in memory (loaded when the store opens, updated only
-//! after a commit succeeded), so that the engine's many small reads cost no
-//! query: applying a trust message of 3,000 keys is one transaction of 3,000
-//! upserts. A store assumes it is the only writer of its scope.
+//! Key rows and statements are also kept in memory (loaded when the store
+//! opens, updated only after a commit succeeded), so that the engine's many
+//! small reads cost no query: applying a trust message of 3,000 keys is one
+//! transaction of 3,000 key and 3,000 statement upserts. A store assumes it is
+//! the only writer of its scope.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use atm_engine::{
     BareJid, Changeset, Confirmation, Decision, DecisionKind, KeyId, KeyRecord, KeyRef, Pending,
-    Policy, Postponed, TrustLevel, TrustStore,
+    Policy, Postponed, Statement, TrustLevel, TrustStore,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -33,7 +34,20 @@ pub struct SqliteTrustStore {
     /// Senders with postponed decisions: most keys have none, and asking is
     /// then free.
     postponed_senders: HashSet<KeyRef>,
+    /// Senders with pending decisions (as `postponed_senders`).
+    pending_senders: HashSet<KeyRef>,
+    /// Statements by target, then source.
+    statements: HashMap<KeyRef, BTreeMap<KeyRef, Statement>>,
+    /// The targets of each source's statements.
+    statement_targets: HashMap<KeyRef, HashSet<KeyRef>>,
+    /// Owners that have had an authenticated key.
+    authenticated_owners: HashSet<BareJid>,
+    /// Keys whose word was dropped.
+    missed: HashSet<KeyRef>,
 }
+
+/// A row of a waiting-decision table: sender, decision, stamp.
+type WaitingRow = (Option<KeyRef>, Decision, DateTime<Utc>);
 
 fn kind_text(kind: DecisionKind) -> &'static str {
     match kind {
@@ -114,9 +128,16 @@ impl SqliteTrustStore {
             scope,
             keys: HashMap::new(),
             postponed_senders: HashSet::new(),
+            pending_senders: HashSet::new(),
+            statements: HashMap::new(),
+            statement_targets: HashMap::new(),
+            authenticated_owners: HashSet::new(),
+            missed: HashSet::new(),
         };
         store.load_keys()?;
         store.load_postponed_senders()?;
+        store.load_statements()?;
+        store.load_authenticated_owners()?;
         Ok(store)
     }
 
@@ -139,8 +160,15 @@ impl SqliteTrustStore {
     pub fn reload(&mut self) -> Result<(), StoreError> {
         self.keys.clear();
         self.postponed_senders.clear();
+        self.pending_senders.clear();
+        self.statements.clear();
+        self.statement_targets.clear();
+        self.authenticated_owners.clear();
+        self.missed.clear();
         self.load_keys()?;
-        self.load_postponed_senders()
+        self.load_postponed_senders()?;
+        self.load_statements()?;
+        self.load_authenticated_owners()
     }
 
     fn invalid(&self, table: &'static str, detail: String) -> StoreError {
@@ -243,15 +271,155 @@ impl SqliteTrustStore {
             );
             self.postponed_senders.insert(sender);
         }
+        let rows: Vec<(String, Vec<u8>)> = self
+            .database
+            .connection
+            .prepare(
+                "SELECT DISTINCT sender_owner, sender_key FROM trust_pending \
+                 WHERE scope = ?1 AND sender_owner IS NOT NULL",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params![self.scope], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.database.error(e))?;
+        for (owner, key) in rows {
+            let sender = KeyRef::new(
+                self.jid("trust_pending", &owner)?,
+                self.key_id("trust_pending", key)?,
+            );
+            self.pending_senders.insert(sender);
+        }
         Ok(())
     }
 
+    fn load_statements(&mut self) -> Result<(), StoreError> {
+        type Row = (String, Vec<u8>, String, Vec<u8>, String, i64, i64, i64, i64);
+        let table = "trust_statement";
+        let rows: Vec<Row> = self
+            .database
+            .connection
+            .prepare(
+                "SELECT owner, key, source_owner, source_key, kind, time_s, time_ns, stamp_s, stamp_ns \
+                 FROM trust_statement WHERE scope = ?1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params![self.scope], |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                            row.get(6)?,
+                            row.get(7)?,
+                            row.get(8)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.database.error(e))?;
+        for (owner, key, source_owner, source_key, kind, ts, tn, ss, sn) in rows {
+            let statement = Statement {
+                source: KeyRef::new(
+                    self.jid(table, &source_owner)?,
+                    self.key_id(table, source_key)?,
+                ),
+                decision: Decision {
+                    target: KeyRef::new(self.jid(table, &owner)?, self.key_id(table, key)?),
+                    kind: self.kind(table, &kind)?,
+                    time: self.time(table, ts, tn)?,
+                },
+                stamp: self.time(table, ss, sn)?,
+            };
+            self.remember_statement(statement);
+        }
+        Ok(())
+    }
+
+    fn remember_statement(&mut self, statement: Statement) {
+        self.statement_targets
+            .entry(statement.source.clone())
+            .or_default()
+            .insert(statement.decision.target.clone());
+        self.statements
+            .entry(statement.decision.target.clone())
+            .or_default()
+            .insert(statement.source.clone(), statement);
+    }
+
+    fn forget_statement(&mut self, target: &KeyRef, source: &KeyRef) {
+        if let Some(by_source) = self.statements.get_mut(target) {
+            by_source.remove(source);
+            if by_source.is_empty() {
+                self.statements.remove(target);
+            }
+        }
+        if let Some(targets) = self.statement_targets.get_mut(source) {
+            targets.remove(target);
+            if targets.is_empty() {
+                self.statement_targets.remove(source);
+            }
+        }
+    }
+
+    fn load_authenticated_owners(&mut self) -> Result<(), StoreError> {
+        let rows: Vec<String> = self
+            .database
+            .connection
+            .prepare("SELECT owner FROM trust_owner_authenticated WHERE scope = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params![self.scope], |row| row.get(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.database.error(e))?;
+        for owner in rows {
+            let owner = self.jid("trust_owner_authenticated", &owner)?;
+            self.authenticated_owners.insert(owner);
+        }
+        let rows: Vec<(String, Vec<u8>)> = self
+            .database
+            .connection
+            .prepare("SELECT owner, key FROM trust_missed WHERE scope = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params![self.scope], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.database.error(e))?;
+        for (owner, key) in rows {
+            let key = KeyRef::new(
+                self.jid("trust_missed", &owner)?,
+                self.key_id("trust_missed", key)?,
+            );
+            self.missed.insert(key);
+        }
+        Ok(())
+    }
+
+    fn count(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .database
+            .connection
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_row(args, |row| row.get(0)))
+            .map_err(|e| self.database.error(e))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// Rows of the waiting-decision tables: `sql` selects sender_owner,
+    /// sender_key, owner, key, kind, time_s, time_ns, stamp_s, stamp_ns (the
+    /// stamp is the decision time for rows written before schema 3).
     fn decision_rows(
         &self,
         sql: &str,
         table: &'static str,
         args: &[&dyn rusqlite::ToSql],
-    ) -> Result<Vec<(Option<KeyRef>, Decision)>, StoreError> {
+    ) -> Result<Vec<WaitingRow>, StoreError> {
         type Row = (
             Option<String>,
             Option<Vec<u8>>,
@@ -260,6 +428,8 @@ impl SqliteTrustStore {
             String,
             i64,
             i64,
+            Option<i64>,
+            Option<i64>,
         );
         let rows: Vec<Row> = self
             .database
@@ -276,6 +446,8 @@ impl SqliteTrustStore {
                             row.get(4)?,
                             row.get(5)?,
                             row.get(6)?,
+                            row.get(7)?,
+                            row.get(8)?,
                         ))
                     })?
                     .collect::<Result<Vec<_>, _>>()
@@ -283,7 +455,7 @@ impl SqliteTrustStore {
             .map_err(|e| self.database.error(e))?;
         rows.into_iter()
             .map(
-                |(sender_owner, sender_key, owner, key, kind, seconds, nanos)| {
+                |(sender_owner, sender_key, owner, key, kind, seconds, nanos, ss, sn)| {
                     let sender = match (sender_owner, sender_key) {
                         (Some(o), Some(k)) => {
                             Some(KeyRef::new(self.jid(table, &o)?, self.key_id(table, k)?))
@@ -295,7 +467,11 @@ impl SqliteTrustStore {
                         kind: self.kind(table, &kind)?,
                         time: self.time(table, seconds, nanos)?,
                     };
-                    Ok((sender, decision))
+                    let stamp = match (ss, sn) {
+                        (Some(s), Some(n)) => self.time(table, s, n)?,
+                        _ => decision.time,
+                    };
+                    Ok((sender, decision, stamp))
                 },
             )
             .collect()
@@ -351,14 +527,30 @@ impl SqliteTrustStore {
                 )?
                 .execute(params![scope, sender.owner.as_str(), sender.key.as_bytes()])?;
         }
-        for p in &changes.postpone {
-            let (seconds, nanos) = time_parts(p.decision.time);
+        for (sender, target) in &changes.evict {
             connection
                 .prepare_cached(
-                    "INSERT INTO trust_postponed (scope, sender_owner, sender_key, owner, key, kind, time_s, time_ns) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                    "DELETE FROM trust_postponed WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3 \
+                     AND owner = ?4 AND key = ?5",
+                )?
+                .execute(params![
+                    scope,
+                    sender.owner.as_str(),
+                    sender.key.as_bytes(),
+                    target.owner.as_str(),
+                    target.key.as_bytes()
+                ])?;
+        }
+        for p in &changes.postpone {
+            let (seconds, nanos) = time_parts(p.decision.time);
+            let (stamp_s, stamp_ns) = time_parts(p.stamp);
+            connection
+                .prepare_cached(
+                    "INSERT INTO trust_postponed (scope, sender_owner, sender_key, owner, key, kind, time_s, time_ns, stamp_s, stamp_ns) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
                      ON CONFLICT (scope, sender_owner, sender_key, owner, key) \
-                     DO UPDATE SET kind = excluded.kind, time_s = excluded.time_s, time_ns = excluded.time_ns",
+                     DO UPDATE SET kind = excluded.kind, time_s = excluded.time_s, time_ns = excluded.time_ns, \
+                     stamp_s = excluded.stamp_s, stamp_ns = excluded.stamp_ns",
                 )?
                 .execute(params![
                     scope,
@@ -368,7 +560,9 @@ impl SqliteTrustStore {
                     p.decision.target.key.as_bytes(),
                     kind_text(p.decision.kind),
                     seconds,
-                    nanos
+                    nanos,
+                    stamp_s,
+                    stamp_ns
                 ])?;
         }
         for target in &changes.unpend {
@@ -381,7 +575,88 @@ impl SqliteTrustStore {
                 scope,
                 p.sender.as_ref(),
                 &p.decision,
+                Some(p.stamp),
             )?;
+        }
+        for (target, source) in &changes.unstate {
+            connection
+                .prepare_cached(
+                    "DELETE FROM trust_statement WHERE scope = ?1 AND owner = ?2 AND key = ?3 \
+                     AND source_owner = ?4 AND source_key = ?5",
+                )?
+                .execute(params![
+                    scope,
+                    target.owner.as_str(),
+                    target.key.as_bytes(),
+                    source.owner.as_str(),
+                    source.key.as_bytes()
+                ])?;
+        }
+        for chunk in changes.statements.chunks(BATCH) {
+            use rusqlite::types::{ToSqlOutput, ValueRef};
+            let mut values: Vec<ToSqlOutput<'_>> = Vec::with_capacity(chunk.len() * 10);
+            for statement in chunk {
+                let target = &statement.decision.target;
+                let (ts, tn) = time_parts(statement.decision.time);
+                let (ss, sn) = time_parts(statement.stamp);
+                values.push(ToSqlOutput::Borrowed(ValueRef::Integer(scope)));
+                values.push(ToSqlOutput::Borrowed(ValueRef::Text(
+                    target.owner.as_str().as_bytes(),
+                )));
+                values.push(ToSqlOutput::Borrowed(ValueRef::Blob(target.key.as_bytes())));
+                values.push(ToSqlOutput::Borrowed(ValueRef::Text(
+                    statement.source.owner.as_str().as_bytes(),
+                )));
+                values.push(ToSqlOutput::Borrowed(ValueRef::Blob(
+                    statement.source.key.as_bytes(),
+                )));
+                values.push(ToSqlOutput::Borrowed(ValueRef::Text(
+                    kind_text(statement.decision.kind).as_bytes(),
+                )));
+                for v in [ts, tn, ss, sn] {
+                    values.push(ToSqlOutput::Borrowed(ValueRef::Integer(v)));
+                }
+            }
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT OR REPLACE INTO trust_statement (scope, owner, key, source_owner, source_key, \
+                 kind, time_s, time_ns, stamp_s, stamp_ns) VALUES {rows}"
+            );
+            let params = rusqlite::params_from_iter(values);
+            if chunk.len() == BATCH {
+                connection.prepare_cached(&sql)?.execute(params)?;
+            } else {
+                connection.prepare(&sql)?.execute(params)?;
+            }
+        }
+        for key in &changes.unmissed {
+            connection
+                .prepare_cached(
+                    "DELETE FROM trust_missed WHERE scope = ?1 AND owner = ?2 AND key = ?3",
+                )?
+                .execute(params![scope, key.owner.as_str(), key.key.as_bytes()])?;
+        }
+        for key in &changes.missed {
+            connection
+                .prepare_cached(
+                    "INSERT INTO trust_missed (scope, owner, key) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (scope, owner, key) DO NOTHING",
+                )?
+                .execute(params![scope, key.owner.as_str(), key.key.as_bytes()])?;
+        }
+        let mut flagged: HashSet<&BareJid> = HashSet::new();
+        for (key, record) in &changes.keys {
+            if record.level == TrustLevel::Authenticated
+                && !self.authenticated_owners.contains(&key.owner)
+                && flagged.insert(&key.owner)
+            {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO trust_owner_authenticated (scope, owner) VALUES (?1, ?2) \
+                         ON CONFLICT (scope, owner) DO NOTHING",
+                    )?
+                    .execute(params![scope, key.owner.as_str()])?;
+            }
         }
         for target in &changes.unconfirm {
             delete_decision(connection, Waiting::Confirmation, scope, target)?;
@@ -393,6 +668,7 @@ impl SqliteTrustStore {
                 scope,
                 Some(&c.sender),
                 &c.decision,
+                None,
             )?;
         }
         if let Some(policy) = changes.policy {
@@ -416,11 +692,11 @@ impl Waiting {
     fn upsert_sql(self) -> &'static str {
         match self {
             Waiting::Pending => {
-                "INSERT INTO trust_pending (scope, owner, key, sender_owner, sender_key, kind, time_s, time_ns) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                "INSERT INTO trust_pending (scope, owner, key, sender_owner, sender_key, kind, time_s, time_ns, stamp_s, stamp_ns) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
                  ON CONFLICT (scope, owner, key) DO UPDATE SET sender_owner = excluded.sender_owner, \
                  sender_key = excluded.sender_key, kind = excluded.kind, time_s = excluded.time_s, \
-                 time_ns = excluded.time_ns"
+                 time_ns = excluded.time_ns, stamp_s = excluded.stamp_s, stamp_ns = excluded.stamp_ns"
             }
             Waiting::Confirmation => {
                 "INSERT INTO trust_confirmation (scope, owner, key, sender_owner, sender_key, kind, time_s, time_ns) \
@@ -444,27 +720,47 @@ impl Waiting {
     }
 }
 
-/// Inserts or replaces the waiting decision about `decision.target`.
+/// Inserts or replaces the waiting decision about `decision.target` (with
+/// the stamp of the message that carried it, for pending decisions).
 fn upsert_decision(
     connection: &rusqlite::Connection,
     table: Waiting,
     scope: i64,
     sender: Option<&KeyRef>,
     decision: &Decision,
+    stamp: Option<DateTime<Utc>>,
 ) -> rusqlite::Result<()> {
     let (seconds, nanos) = time_parts(decision.time);
-    connection
-        .prepare_cached(table.upsert_sql())?
-        .execute(params![
+    let mut statement = connection.prepare_cached(table.upsert_sql())?;
+    let owner = decision.target.owner.as_str();
+    let key = decision.target.key.as_bytes();
+    let sender_owner = sender.map(|s| s.owner.as_str());
+    let sender_key = sender.map(|s| s.key.as_bytes());
+    let kind = kind_text(decision.kind);
+    match stamp.map(time_parts) {
+        Some((stamp_s, stamp_ns)) => statement.execute(params![
             scope,
-            decision.target.owner.as_str(),
-            decision.target.key.as_bytes(),
-            sender.map(|s| s.owner.as_str()),
-            sender.map(|s| s.key.as_bytes()),
-            kind_text(decision.kind),
+            owner,
+            key,
+            sender_owner,
+            sender_key,
+            kind,
+            seconds,
+            nanos,
+            stamp_s,
+            stamp_ns
+        ])?,
+        None => statement.execute(params![
+            scope,
+            owner,
+            key,
+            sender_owner,
+            sender_key,
+            kind,
             seconds,
             nanos
-        ])?;
+        ])?,
+    };
     Ok(())
 }
 
@@ -519,31 +815,163 @@ impl TrustStore for SqliteTrustStore {
             return Ok(Vec::new());
         }
         let rows = self.decision_rows(
-            "SELECT sender_owner, sender_key, owner, key, kind, time_s, time_ns FROM trust_postponed \
-             WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3 ORDER BY owner, key",
+            "SELECT sender_owner, sender_key, owner, key, kind, time_s, time_ns, stamp_s, stamp_ns \
+             FROM trust_postponed WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3 ORDER BY owner, key",
             "trust_postponed",
             &[&self.scope, &sender.owner.as_str(), &sender.key.as_bytes()],
         )?;
         Ok(rows
             .into_iter()
-            .map(|(_, decision)| Postponed {
+            .map(|(_, decision, stamp)| Postponed {
                 sender: sender.clone(),
                 decision,
+                stamp,
             })
             .collect())
     }
 
+    fn postponed_count_of(&mut self, account: &BareJid) -> Result<u64, StoreError> {
+        self.count(
+            "SELECT count(*) FROM trust_postponed WHERE scope = ?1 AND sender_owner = ?2",
+            &[&self.scope, &account.as_str()],
+        )
+    }
+
+    fn postponed_total(&mut self) -> Result<u64, StoreError> {
+        self.count(
+            "SELECT count(*) FROM trust_postponed WHERE scope = ?1",
+            &[&self.scope],
+        )
+    }
+
+    fn postponed_largest(
+        &mut self,
+        except: &BareJid,
+    ) -> Result<Option<(BareJid, u64)>, StoreError> {
+        let row: Option<(String, i64)> = self
+            .database
+            .connection
+            .prepare_cached(
+                "SELECT sender_owner, count(*) AS n FROM trust_postponed WHERE scope = ?1 AND sender_owner != ?2 \
+                 GROUP BY sender_owner ORDER BY n DESC, sender_owner LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![self.scope, except.as_str()], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+            })
+            .optional()
+            .map_err(|e| self.database.error(e))?;
+        row.map(|(owner, n)| {
+            Ok((
+                self.jid("trust_postponed", &owner)?,
+                u64::try_from(n).unwrap_or(0),
+            ))
+        })
+        .transpose()
+    }
+
+    fn postponed_oldest(
+        &mut self,
+        account: &BareJid,
+        limit: usize,
+    ) -> Result<Vec<Postponed>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.decision_rows(
+            "SELECT sender_owner, sender_key, owner, key, kind, time_s, time_ns, stamp_s, stamp_ns \
+             FROM trust_postponed WHERE scope = ?1 AND sender_owner = ?2 \
+             ORDER BY time_s, time_ns, sender_owner, sender_key, owner, key LIMIT ?3",
+            "trust_postponed",
+            &[&self.scope, &account.as_str(), &limit],
+        )?;
+        rows.into_iter()
+            .map(|(sender, decision, stamp)| {
+                let sender = sender.ok_or_else(|| {
+                    self.invalid(
+                        "trust_postponed",
+                        "postponed decision without sender".into(),
+                    )
+                })?;
+                Ok(Postponed {
+                    sender,
+                    decision,
+                    stamp,
+                })
+            })
+            .collect()
+    }
+
+    fn pending_from(&mut self, sender: &KeyRef) -> Result<Vec<Pending>, StoreError> {
+        if !self.pending_senders.contains(sender) {
+            return Ok(Vec::new());
+        }
+        let rows = self.decision_rows(
+            "SELECT sender_owner, sender_key, owner, key, kind, time_s, time_ns, stamp_s, stamp_ns \
+             FROM trust_pending WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3 ORDER BY owner, key",
+            "trust_pending",
+            &[&self.scope, &sender.owner.as_str(), &sender.key.as_bytes()],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(sender, decision, stamp)| Pending {
+                sender,
+                decision,
+                stamp,
+            })
+            .collect())
+    }
+
+    fn pending_count_of(&mut self, account: &BareJid) -> Result<u64, StoreError> {
+        self.count(
+            "SELECT count(*) FROM trust_pending WHERE scope = ?1 AND sender_owner = ?2",
+            &[&self.scope, &account.as_str()],
+        )
+    }
+
+    fn statements_about(&mut self, target: &KeyRef) -> Result<Vec<Statement>, StoreError> {
+        Ok(self
+            .statements
+            .get(target)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn statements_from(&mut self, source: &KeyRef) -> Result<Vec<Statement>, StoreError> {
+        let Some(targets) = self.statement_targets.get(source) else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<Statement> = targets
+            .iter()
+            .filter_map(|t| self.statements.get(t).and_then(|m| m.get(source)))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.decision.target.cmp(&b.decision.target));
+        Ok(out)
+    }
+
+    fn missed_word_of(&mut self, key: &KeyRef) -> Result<bool, StoreError> {
+        Ok(self.missed.contains(key))
+    }
+
+    fn had_authenticated(&mut self, owner: &BareJid) -> Result<bool, StoreError> {
+        Ok(self.authenticated_owners.contains(owner))
+    }
+
     fn pending_for(&mut self, target: &KeyRef) -> Result<Option<Pending>, StoreError> {
         let rows = self.decision_rows(
-            "SELECT sender_owner, sender_key, owner, key, kind, time_s, time_ns FROM trust_pending \
-             WHERE scope = ?1 AND owner = ?2 AND key = ?3",
+            "SELECT sender_owner, sender_key, owner, key, kind, time_s, time_ns, stamp_s, stamp_ns \
+             FROM trust_pending WHERE scope = ?1 AND owner = ?2 AND key = ?3",
             "trust_pending",
             &[&self.scope, &target.owner.as_str(), &target.key.as_bytes()],
         )?;
         Ok(rows
             .into_iter()
             .next()
-            .map(|(sender, decision)| Pending { sender, decision }))
+            .map(|(sender, decision, stamp)| Pending {
+                sender,
+                decision,
+                stamp,
+            }))
     }
 
     fn confirmation_for(&mut self, target: &KeyRef) -> Result<Option<Confirmation>, StoreError> {
@@ -555,13 +983,13 @@ impl TrustStore for SqliteTrustStore {
 
     fn confirmations(&mut self) -> Result<Vec<Confirmation>, StoreError> {
         let rows = self.decision_rows(
-            "SELECT sender_owner, sender_key, owner, key, kind, time_s, time_ns FROM trust_confirmation \
-             WHERE scope = ?1 ORDER BY owner, key",
+            "SELECT sender_owner, sender_key, owner, key, kind, time_s, time_ns, NULL, NULL \
+             FROM trust_confirmation WHERE scope = ?1 ORDER BY owner, key",
             "trust_confirmation",
             &[&self.scope],
         )?;
         rows.into_iter()
-            .map(|(sender, decision)| {
+            .map(|(sender, decision, _)| {
                 let sender = sender.ok_or_else(|| {
                     self.invalid("trust_confirmation", "confirmation without sender".into())
                 })?;
@@ -652,6 +1080,30 @@ impl TrustStore for SqliteTrustStore {
         for p in &changes.postpone {
             self.postponed_senders.insert(p.sender.clone());
         }
+        // A sender stays listed after its pending rows are deleted: the set
+        // only saves queries for senders that never had any.
+        for p in &changes.pending {
+            if let Some(sender) = &p.sender {
+                self.pending_senders.insert(sender.clone());
+            }
+        }
+        for (target, source) in &changes.unstate {
+            self.forget_statement(target, source);
+        }
+        for statement in &changes.statements {
+            self.remember_statement(statement.clone());
+        }
+        for (key, record) in &changes.keys {
+            if record.level == TrustLevel::Authenticated
+                && !self.authenticated_owners.contains(&key.owner)
+            {
+                self.authenticated_owners.insert(key.owner.clone());
+            }
+        }
+        for key in &changes.unmissed {
+            self.missed.remove(key);
+        }
+        self.missed.extend(changes.missed.iter().cloned());
         Ok(())
     }
 }

@@ -67,6 +67,7 @@ fn stream() -> Vec<Input> {
                         sender: sender.owner,
                         sender_key: Some(sender.key),
                         time: now(i) - Duration::seconds(1),
+                        stamp: now(i) - Duration::seconds(1),
                         message: TrustMessage::parse(&xml).unwrap(),
                         decision_times: DecisionTimes::default(),
                         co_recipients: vec![],

@@ -101,6 +101,8 @@ fn trust_fixture() -> atm_engine::Changeset {
                 kind: DecisionKind::Trust,
                 time: time(12),
             },
+            // Schema 2 kept no stamp: the decision time stands in for it.
+            stamp: time(12),
         }],
         pending: vec![Pending {
             sender: Some(key("bob@example.org", 1)),
@@ -109,10 +111,91 @@ fn trust_fixture() -> atm_engine::Changeset {
                 kind: DecisionKind::Distrust,
                 time: time(13),
             },
+            stamp: time(13),
         }],
         policy: Some(Policy::Manual),
         ..Changeset::default()
     }
+}
+
+/// The trust records added by schema 3: statements, remembered first
+/// authentications, waiting decisions with a stamp of their own.
+fn statements_fixture() -> atm_engine::Changeset {
+    use atm_engine::{Changeset, Decision, DecisionKind, KeyId, KeyRef, Postponed, Statement};
+    let key = |owner: &str, b: u8| {
+        KeyRef::new(owner.parse().unwrap(), KeyId::from_bytes([b; 32]).unwrap())
+    };
+    let time = |s: i64| {
+        DateTime::UNIX_EPOCH + chrono::Duration::seconds(s) + chrono::Duration::nanoseconds(7)
+    };
+    Changeset {
+        statements: vec![
+            Statement {
+                source: key("alice@example.org", 9),
+                decision: Decision {
+                    target: key("bob@example.org", 1),
+                    kind: DecisionKind::Trust,
+                    time: time(10),
+                },
+                stamp: time(10),
+            },
+            Statement {
+                source: key("dave@example.org", 8),
+                decision: Decision {
+                    target: key("bob@example.org", 1),
+                    kind: DecisionKind::Distrust,
+                    time: time(8),
+                },
+                stamp: time(20),
+            },
+        ],
+        postpone: vec![Postponed {
+            sender: key("erin@example.org", 10),
+            decision: Decision {
+                target: key("erin@example.org", 11),
+                kind: DecisionKind::Trust,
+                time: time(14),
+            },
+            stamp: time(15),
+        }],
+        keys: vec![(
+            key("frank@example.org", 12),
+            atm_engine::KeyRecord {
+                level: atm_engine::TrustLevel::Authenticated,
+                time: Some(time(16)),
+            },
+        )],
+        missed: vec![key("erin@example.org", 10)],
+        ..Changeset::default()
+    }
+}
+
+fn check_statements_fixture(path: &Path) {
+    use atm_engine::{MemoryStore, TrustStore as _};
+    let mut expected = MemoryStore::new();
+    expected.commit(&statements_fixture()).unwrap();
+    let mut store = trust_scope(path);
+    let fixture = statements_fixture();
+    let target = &fixture.statements[0].decision.target;
+    assert_eq!(
+        store.statements_about(target).unwrap(),
+        expected.statements_about(target).unwrap()
+    );
+    let source = &fixture.statements[1].source;
+    assert_eq!(
+        store.statements_from(source).unwrap(),
+        expected.statements_from(source).unwrap()
+    );
+    let sender = &fixture.postpone[0].sender;
+    assert_eq!(
+        store.postponed_from(sender).unwrap(),
+        expected.postponed_from(sender).unwrap()
+    );
+    assert!(store
+        .had_authenticated(&"frank@example.org".parse().unwrap())
+        .unwrap());
+    assert!(store.missed_word_of(&fixture.missed[0]).unwrap());
+    assert!(!store.missed_word_of(source).unwrap());
 }
 
 fn trust_scope(path: &Path) -> atm_store::SqliteTrustStore {
@@ -134,11 +217,15 @@ fn check_trust_fixture(path: &Path) {
     let mut expected = MemoryStore::new();
     expected.commit(&trust_fixture()).unwrap();
     let mut store = trust_scope(path);
-    assert_eq!(
-        store.keys_at(&TrustLevel::ALL).unwrap(),
-        expected.keys_at(&TrustLevel::ALL).unwrap()
-    );
     let fixture = trust_fixture();
+    // The schema 2 rows (schema 3 fixtures have more).
+    let stored: Vec<_> = store
+        .keys_at(&TrustLevel::ALL)
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| fixture.keys.iter().any(|(f, _)| f == k))
+        .collect();
+    assert_eq!(stored, expected.keys_at(&TrustLevel::ALL).unwrap());
     let sender = &fixture.postpone[0].sender;
     assert_eq!(
         store.postponed_from(sender).unwrap(),
@@ -149,8 +236,16 @@ fn check_trust_fixture(path: &Path) {
         store.pending_for(target).unwrap(),
         expected.pending_for(target).unwrap()
     );
-    assert_eq!(store.stored_decision_count().unwrap(), 2);
+    assert!(store.stored_decision_count().unwrap() >= 2);
     assert_eq!(store.policy().unwrap(), Some(atm_engine::Policy::Manual));
+    // Schema 3 remembers the owners with an authenticated key (migrated from
+    // the key rows of older files).
+    assert!(store
+        .had_authenticated(&"bob@example.org".parse().unwrap())
+        .unwrap());
+    assert!(!store
+        .had_authenticated(&"carol@example.org".parse().unwrap())
+        .unwrap());
 }
 
 fn check_omemo_fixture(path: &Path) {
@@ -199,6 +294,10 @@ fn generate_current_fixture() {
     );
     write_omemo_fixture(&path);
     write_trust_fixture(&path);
+    {
+        use atm_engine::TrustStore as _;
+        trust_scope(&path).commit(&statements_fixture()).unwrap();
+    }
     checkpoint(&path);
     std::fs::write(
         data(&format!("schema_v{SCHEMA_VERSION}.sql")),
@@ -222,6 +321,25 @@ fn schema_v2_file_still_opens_and_reads() {
     let (_directory, path) = copy_fixture("schema_v2.sqlite");
     check_omemo_fixture(&path);
     check_trust_fixture(&path);
+}
+
+#[test]
+fn schema_v3_file_still_opens_and_reads() {
+    let (_directory, path) = copy_fixture("schema_v3.sqlite");
+    check_omemo_fixture(&path);
+    check_trust_fixture(&path);
+    check_statements_fixture(&path);
+}
+
+#[test]
+fn a_v2_file_gains_statements() {
+    let (_directory, path) = copy_fixture("schema_v2.sqlite");
+    {
+        use atm_engine::TrustStore as _;
+        trust_scope(&path).commit(&statements_fixture()).unwrap();
+    }
+    check_trust_fixture(&path);
+    check_statements_fixture(&path);
 }
 
 #[test]

@@ -109,6 +109,7 @@ fn input(op: &Op, clock: i64) -> Option<Input> {
                 sender: sender.owner.clone(),
                 sender_key: encrypted.then_some(sender.key),
                 time: t(clock),
+                stamp: t(clock),
                 message: TrustMessage::parse(&xml).unwrap(),
                 decision_times: times,
                 co_recipients: vec![],
@@ -123,13 +124,35 @@ fn input(op: &Op, clock: i64) -> Option<Input> {
     })
 }
 
-fn state<S: TrustStore>(
-    engine: &mut Engine<S>,
-) -> (Vec<(KeyRef, KeyRecord)>, u64, Vec<atm_engine::Confirmation>) {
+type State = (
+    Vec<(KeyRef, KeyRecord)>,
+    u64,
+    Vec<atm_engine::Confirmation>,
+    Vec<atm_engine::Statement>,
+    u64,
+    Vec<KeyRef>,
+);
+
+fn state<S: TrustStore>(engine: &mut Engine<S>) -> State {
+    let keys = engine.known_keys().unwrap();
+    let mut statements = Vec::new();
+    for (key, _) in &keys {
+        let mut about = engine.store_mut().statements_about(key).unwrap();
+        about.sort_by(|a, b| a.source.cmp(&b.source));
+        statements.extend(about);
+    }
+    let missed = keys
+        .iter()
+        .filter(|(k, _)| engine.store_mut().missed_word_of(k).unwrap())
+        .map(|(k, _)| k.clone())
+        .collect();
     (
-        engine.known_keys().unwrap(),
+        keys,
         engine.stored_decision_count().unwrap(),
         engine.confirmations().unwrap(),
+        statements,
+        engine.store_mut().postponed_total().unwrap(),
+        missed,
     )
 }
 
@@ -195,15 +218,18 @@ fn every_table_round_trips_through_a_reopening() {
         postpone: vec![Postponed {
             sender: key(2, 1),
             decision: decision(key(2, 2), DecisionKind::Distrust, 7),
+            stamp: t(7),
         }],
         pending: vec![
             Pending {
                 sender: Some(key(1, 1)),
                 decision: decision(key(1, 3), DecisionKind::Trust, 8),
+                stamp: t(8),
             },
             Pending {
                 sender: None,
                 decision: decision(key(2, 3), DecisionKind::Trust, 9),
+                stamp: t(9),
             },
         ],
         confirm: vec![atm_engine::Confirmation {
@@ -312,6 +338,7 @@ fn a_failed_commit_changes_nothing() {
                 kind: DecisionKind::Trust,
                 time: t(2),
             },
+            stamp: t(2),
         }],
         ..Changeset::default()
     };

@@ -574,6 +574,8 @@ impl Endpoint {
                 Effect::Ignored(reason) => events.push(Event::TrustMessageIgnored { reason }),
                 Effect::Pending { .. }
                 | Effect::PostponedDropped { .. }
+                | Effect::PendingDropped { .. }
+                | Effect::PostponedEvicted { .. }
                 | Effect::ConfirmationRequested(_)
                 | Effect::ConfirmationDeclined(_)
                 | Effect::PolicyChanged(_) => {}

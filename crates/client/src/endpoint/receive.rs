@@ -193,10 +193,9 @@ impl Endpoint {
             self.record(&keys[..1], position, now).map_err(Err)?;
             return Ok(Handled::NotForThisDevice);
         }
-        // When the message was sent: now for a live one, the server's delay
-        // stamp for one from offline storage or the archive. The engine's
-        // `Received` gains a field for it (`stamp`), checked against the SCE
-        // time; this is the value to pass.
+        // When the message was sent as we know it: now for a live one, the
+        // server's delay stamp for one from offline storage or the archive.
+        // The engine checks the SCE time against it.
         let sending_time = unwrapped.stamp.unwrap_or(now);
         let mut events = Vec::new();
         let outcome = self.unit(|endpoint| {
@@ -309,13 +308,11 @@ impl Endpoint {
                 None => DecisionTimes::default(),
             };
             let co_recipients = self.co_recipients(omemo, sender, sender_device)?;
-            // `sending_time` (receipt time, or the server's delay stamp) goes
-            // into `Received::stamp` once the engine has that field.
-            let _ = sending_time;
             let received = Received {
                 sender: sender.clone(),
                 sender_key: Some(sender_key),
                 time: opened.time,
+                stamp: sending_time,
                 message,
                 decision_times,
                 co_recipients,

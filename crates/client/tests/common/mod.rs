@@ -60,6 +60,8 @@ pub struct Router {
     pub pep: HashMap<(BareJid, String), Vec<(String, Element)>>,
     offline: HashMap<BareJid, Vec<Element>>,
     pub archive: HashMap<BareJid, Vec<(String, Element)>>,
+    /// When each archive entry was stored (its MAM delay stamp).
+    archive_times: HashMap<String, DateTime<Utc>>,
     /// Behave like ejabberd 23.01: refuse publish-options with max_items.
     pub refuse_max_items: bool,
     counter: u64,
@@ -85,6 +87,7 @@ impl Router {
             pep: HashMap::new(),
             offline: HashMap::new(),
             archive: HashMap::new(),
+            archive_times: HashMap::new(),
             refuse_max_items: false,
             counter: 0,
             now: "2026-12-01T10:00:00Z".parse().unwrap(),
@@ -97,8 +100,9 @@ impl Router {
         }
     }
 
+    /// Time moves 10 ms per step (a delivery, a user action).
     pub fn tick(&mut self) -> DateTime<Utc> {
-        self.now += Duration::seconds(1);
+        self.now += Duration::milliseconds(10);
         self.now
     }
 
@@ -304,12 +308,14 @@ impl Router {
                 .attr(nc("by"), target.as_str())
                 .build(),
         );
+        self.archive_times.insert(archive_id.clone(), self.now);
         self.archive
             .entry(target.clone())
             .or_default()
             .push((archive_id, received.clone()));
         if target != sender {
             let sent_id = self.next_id();
+            self.archive_times.insert(sent_id.clone(), self.now);
             self.archive
                 .entry(sender.clone())
                 .or_default()
@@ -515,7 +521,7 @@ impl Router {
                             Element::builder("forwarded", ns::NS_FORWARD)
                                 .append(
                                     Element::builder("delay", ns::NS_DELAY)
-                                        .attr(nc("stamp"), self.now.to_rfc3339())
+                                        .attr(nc("stamp"), self.archive_times[id].to_rfc3339())
                                         .build(),
                                 )
                                 .append(message.clone())

@@ -174,6 +174,7 @@ impl Net {
             sender: sender.owner.clone(),
             sender_key: Some(sender.key.clone()),
             time: s.time,
+            stamp: s.time,
             message,
             decision_times: times,
             co_recipients: s
