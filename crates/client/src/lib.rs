@@ -61,11 +61,22 @@
 //! stanza id the own server assigned (`<stanza-id by=OWN-BARE-JID>`, or the
 //! archive result id, which is the same id), scoped by the sender's bare JID
 //! so that a forged stanza id only ever shadows the forger's own stanzas;
-//! and always `hash:HEX`, SHA-256 of the sender's bare JID, the stanza's
-//! `id`, and the OMEMO header and payload (see `crypto::OmemoMessage`), which
-//! is the same for the direct copy, the carbon, the offline and the archived
-//! copy, and differs between any two messages (payload and key material are
-//! fresh randomness). The OMEMO ratchet refuses a second decryption as well.
+//! and always `hash:HEX`, SHA-256 of the sender's and the recipient's bare
+//! JIDs, the stanza's `id`, and the OMEMO header and payload (see
+//! `crypto::OmemoMessage`), which is the same for the direct copy, the
+//! carbon, the offline and the archived copy, and differs between any two
+//! messages (payload and key material are fresh randomness). A refused
+//! stanza records only its hash (which covers everything the checks read),
+//! so a tampered copy never shadows the genuine one. The OMEMO ratchet
+//! refuses a second decryption as well. Keys older than
+//! [`PROCESSED_RETENTION`] are forgotten by [`Endpoint::maintain`].
+//!
+//! # Sessions
+//!
+//! Stored bundles follow their owners' republications (PEP notifications of
+//! `urn:xmpp:omemo:2:bundles`), so that a new session never picks a used
+//! prekey; when two devices' first messages cross, the session each replaced
+//! is kept as an alternate and tried when the current one refuses a message.
 //!
 //! # Wire format
 //!
