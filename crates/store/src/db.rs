@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_trust_statements.sql",
         sql: include_str!("../migrations/0003_trust_statements.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_endpoint.sql",
+        sql: include_str!("../migrations/0004_endpoint.sql"),
+    },
 ];
 
 /// The schema version this program writes and reads.

@@ -6,6 +6,11 @@
 //!   [`TrustStore`](atm_engine::TrustStore) (tables `trust_*`), one scope per
 //!   own account and encryption namespace.
 //!
+//! - [`EndpointStore`] holds all of one XMPP endpoint's state (OMEMO, trust,
+//!   device lists and bundles, processed stanzas, archive position, outbox)
+//!   behind one connection, with units of work that commit the effects of one
+//!   stanza together.
+//!
 //! Both live in one database file if you like (separate tables). Opening a file:
 //! - a fresh file is created and migrated to [`SCHEMA_VERSION`] by the numbered
 //!   migrations in `crates/store/migrations/` (`PRAGMA user_version`, one
@@ -35,11 +40,13 @@
 //! ```
 
 mod db;
+mod endpoint;
 mod error;
 mod omemo;
 mod trust;
 
 pub use db::{Database, Durability, Migration, APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION};
+pub use endpoint::{DeviceRecord, EndpointStore, SessionView, TrustView};
 pub use error::StoreError;
 pub use omemo::SqliteSessionStore;
 pub use trust::SqliteTrustStore;

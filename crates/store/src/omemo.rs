@@ -59,20 +59,20 @@ impl SqliteSessionStore {
     pub fn database(&self) -> &Database {
         &self.database
     }
+}
 
-    fn state_error(&self, source: atm_omemo::crypto::StateError) -> StoreError {
-        StoreError::OmemoState {
-            path: self.database.path.clone(),
-            source,
-        }
+fn state_error(database: &Database, source: atm_omemo::crypto::StateError) -> StoreError {
+    StoreError::OmemoState {
+        path: database.path.clone(),
+        source,
     }
+}
 
-    fn invalid(&self, table: &'static str, detail: String) -> StoreError {
-        StoreError::InvalidRecord {
-            path: self.database.path.clone(),
-            table,
-            detail,
-        }
+fn invalid(database: &Database, table: &'static str, detail: String) -> StoreError {
+    StoreError::InvalidRecord {
+        path: database.path.clone(),
+        table,
+        detail,
     }
 }
 
@@ -110,59 +110,23 @@ impl SessionStore for SqliteSessionStore {
     type Error = StoreError;
 
     fn load_account(&self) -> Result<Option<Account>, StoreError> {
-        let state: Option<Zeroizing<Vec<u8>>> = self
-            .database
-            .connection
-            .prepare_cached("SELECT state FROM omemo_account WHERE id = 1")
-            .and_then(|mut statement| {
-                statement
-                    .query_row([], |row| row.get::<_, Vec<u8>>(0).map(Zeroizing::new))
-                    .optional()
-            })
-            .map_err(|error| self.database.error(error))?;
-        state
-            .map(|bytes| Account::from_bytes(&bytes).map_err(|error| self.state_error(error)))
-            .transpose()
+        load_account(&self.database)
     }
 
     fn store_account(&mut self, account: &Account) -> Result<(), StoreError> {
-        write_account(&self.database.connection, account)
-            .map_err(|error| self.database.error(error))
+        store_account(&self.database, account)
     }
 
     fn load_session(&self, peer: &DeviceAddress) -> Result<Option<Session>, StoreError> {
-        let state: Option<Zeroizing<Vec<u8>>> = self
-            .database
-            .connection
-            .prepare_cached("SELECT state FROM omemo_session WHERE jid = ?1 AND device_id = ?2")
-            .and_then(|mut statement| {
-                statement
-                    .query_row(
-                        params![peer.jid.as_str(), i64::from(peer.device_id)],
-                        |row| row.get::<_, Vec<u8>>(0).map(Zeroizing::new),
-                    )
-                    .optional()
-            })
-            .map_err(|error| self.database.error(error))?;
-        state
-            .map(|bytes| Session::from_bytes(&bytes).map_err(|error| self.state_error(error)))
-            .transpose()
+        load_session(&self.database, peer)
     }
 
     fn store_session(&mut self, peer: &DeviceAddress, session: &Session) -> Result<(), StoreError> {
-        write_session(&self.database.connection, peer, session)
-            .map_err(|error| self.database.error(error))
+        store_session(&self.database, peer, session)
     }
 
     fn delete_session(&mut self, peer: &DeviceAddress) -> Result<(), StoreError> {
-        self.database
-            .connection
-            .prepare_cached("DELETE FROM omemo_session WHERE jid = ?1 AND device_id = ?2")
-            .and_then(|mut statement| {
-                statement.execute(params![peer.jid.as_str(), i64::from(peer.device_id)])
-            })
-            .map(|_| ())
-            .map_err(|error| self.database.error(error))
+        delete_session(&self.database, peer)
     }
 
     fn commit_received(
@@ -172,90 +136,171 @@ impl SessionStore for SqliteSessionStore {
         account: Option<&Account>,
         data: &[u8],
     ) -> Result<u64, StoreError> {
-        let path = self.database.path.clone();
-        let fail = |error| StoreError::sqlite(&path, error);
-        let transaction = self.database.connection.transaction().map_err(fail)?;
-        write_session(&transaction, peer, session).map_err(fail)?;
-        if let Some(account) = account {
-            write_account(&transaction, account).map_err(fail)?;
-        }
-        transaction
-            .prepare_cached(
-                "INSERT INTO omemo_pending_message (jid, device_id, sender_identity, data) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    peer.jid.as_str(),
-                    i64::from(peer.device_id),
-                    session.remote_identity().as_bytes().as_slice(),
-                    data
-                ])
-            })
-            .map_err(fail)?;
-        let id = transaction.last_insert_rowid();
-        transaction.commit().map_err(fail)?;
-        u64::try_from(id).map_err(|_| StoreError::InvalidRecord {
-            path,
-            table: "omemo_pending_message",
-            detail: format!("negative id {id}"),
-        })
+        commit_received(&mut self.database, peer, session, account, data)
     }
 
     fn pending_messages(&self) -> Result<Vec<PendingMessage>, StoreError> {
-        type Row = (i64, String, i64, Vec<u8>, Zeroizing<Vec<u8>>);
-        let rows: Vec<Row> = self
-            .database
-            .connection
-            .prepare_cached(
-                "SELECT id, jid, device_id, sender_identity, data \
-                 FROM omemo_pending_message ORDER BY id",
-            )
-            .and_then(|mut statement| {
-                statement
-                    .query_map([], |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            Zeroizing::new(row.get(4)?),
-                        ))
-                    })?
-                    .collect()
-            })
-            .map_err(|error| self.database.error(error))?;
-        rows.into_iter()
-            .map(|(id, jid, device_id, identity, data)| {
-                const TABLE: &str = "omemo_pending_message";
-                let jid = BareJid::new(&jid).map_err(|error| {
-                    self.invalid(TABLE, format!("id {id}: JID {jid:?}: {error}"))
-                })?;
-                let device_id = u32::try_from(device_id)
-                    .map_err(|_| self.invalid(TABLE, format!("id {id}: device id {device_id}")))?;
-                let sender_identity = IdentityPublicKey::from_slice(&identity)
-                    .map_err(|error| self.invalid(TABLE, format!("id {id}: identity: {error}")))?;
-                let id = u64::try_from(id)
-                    .map_err(|_| self.invalid(TABLE, format!("negative id {id}")))?;
-                Ok(PendingMessage {
-                    id,
-                    sender: DeviceAddress { jid, device_id },
-                    sender_identity,
-                    data,
-                })
-            })
-            .collect()
+        pending_messages(&self.database)
     }
 
     fn acknowledge(&mut self, id: u64) -> Result<(), StoreError> {
-        let Ok(id) = i64::try_from(id) else {
-            return Ok(()); // no such row can exist
-        };
-        self.database
-            .connection
-            .prepare_cached("DELETE FROM omemo_pending_message WHERE id = ?1")
-            .and_then(|mut statement| statement.execute(params![id]))
-            .map(|_| ())
-            .map_err(|error| self.database.error(error))
+        acknowledge(&self.database, id)
     }
+}
+
+// The implementation, over a database that a `SqliteSessionStore` or an
+// `EndpointStore` owns.
+
+pub(crate) fn load_account(database: &Database) -> Result<Option<Account>, StoreError> {
+    let state: Option<Zeroizing<Vec<u8>>> = database
+        .connection
+        .prepare_cached("SELECT state FROM omemo_account WHERE id = 1")
+        .and_then(|mut statement| {
+            statement
+                .query_row([], |row| row.get::<_, Vec<u8>>(0).map(Zeroizing::new))
+                .optional()
+        })
+        .map_err(|error| database.error(error))?;
+    state
+        .map(|bytes| Account::from_bytes(&bytes).map_err(|error| state_error(database, error)))
+        .transpose()
+}
+
+pub(crate) fn store_account(database: &Database, account: &Account) -> Result<(), StoreError> {
+    write_account(&database.connection, account).map_err(|error| database.error(error))
+}
+
+pub(crate) fn load_session(
+    database: &Database,
+    peer: &DeviceAddress,
+) -> Result<Option<Session>, StoreError> {
+    let state: Option<Zeroizing<Vec<u8>>> = database
+        .connection
+        .prepare_cached("SELECT state FROM omemo_session WHERE jid = ?1 AND device_id = ?2")
+        .and_then(|mut statement| {
+            statement
+                .query_row(
+                    params![peer.jid.as_str(), i64::from(peer.device_id)],
+                    |row| row.get::<_, Vec<u8>>(0).map(Zeroizing::new),
+                )
+                .optional()
+        })
+        .map_err(|error| database.error(error))?;
+    state
+        .map(|bytes| Session::from_bytes(&bytes).map_err(|error| state_error(database, error)))
+        .transpose()
+}
+
+pub(crate) fn store_session(
+    database: &Database,
+    peer: &DeviceAddress,
+    session: &Session,
+) -> Result<(), StoreError> {
+    write_session(&database.connection, peer, session).map_err(|error| database.error(error))
+}
+
+pub(crate) fn delete_session(database: &Database, peer: &DeviceAddress) -> Result<(), StoreError> {
+    database
+        .connection
+        .prepare_cached("DELETE FROM omemo_session WHERE jid = ?1 AND device_id = ?2")
+        .and_then(|mut statement| {
+            statement.execute(params![peer.jid.as_str(), i64::from(peer.device_id)])
+        })
+        .map(|_| ())
+        .map_err(|error| database.error(error))
+}
+
+pub(crate) fn commit_received(
+    database: &mut Database,
+    peer: &DeviceAddress,
+    session: &Session,
+    account: Option<&Account>,
+    data: &[u8],
+) -> Result<u64, StoreError> {
+    let path = database.path.clone();
+    let fail = |error| StoreError::sqlite(&path, error);
+    // A savepoint: its own transaction, or part of an outer one (a unit of
+    // work of [`crate::EndpointStore`]).
+    let transaction = database.connection.savepoint().map_err(fail)?;
+    write_session(&transaction, peer, session).map_err(fail)?;
+    if let Some(account) = account {
+        write_account(&transaction, account).map_err(fail)?;
+    }
+    transaction
+        .prepare_cached(
+            "INSERT INTO omemo_pending_message (jid, device_id, sender_identity, data) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                peer.jid.as_str(),
+                i64::from(peer.device_id),
+                session.remote_identity().as_bytes().as_slice(),
+                data
+            ])
+        })
+        .map_err(fail)?;
+    let id = transaction.last_insert_rowid();
+    transaction.commit().map_err(fail)?;
+    u64::try_from(id).map_err(|_| StoreError::InvalidRecord {
+        path,
+        table: "omemo_pending_message",
+        detail: format!("negative id {id}"),
+    })
+}
+
+pub(crate) fn pending_messages(database: &Database) -> Result<Vec<PendingMessage>, StoreError> {
+    type Row = (i64, String, i64, Vec<u8>, Zeroizing<Vec<u8>>);
+    let rows: Vec<Row> = database
+        .connection
+        .prepare_cached(
+            "SELECT id, jid, device_id, sender_identity, data \
+             FROM omemo_pending_message ORDER BY id",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        Zeroizing::new(row.get(4)?),
+                    ))
+                })?
+                .collect()
+        })
+        .map_err(|error| database.error(error))?;
+    rows.into_iter()
+        .map(|(id, jid, device_id, identity, data)| {
+            const TABLE: &str = "omemo_pending_message";
+            let jid = BareJid::new(&jid).map_err(|error| {
+                invalid(database, TABLE, format!("id {id}: JID {jid:?}: {error}"))
+            })?;
+            let device_id = u32::try_from(device_id)
+                .map_err(|_| invalid(database, TABLE, format!("id {id}: device id {device_id}")))?;
+            let sender_identity = IdentityPublicKey::from_slice(&identity)
+                .map_err(|error| invalid(database, TABLE, format!("id {id}: identity: {error}")))?;
+            let id = u64::try_from(id)
+                .map_err(|_| invalid(database, TABLE, format!("negative id {id}")))?;
+            Ok(PendingMessage {
+                id,
+                sender: DeviceAddress { jid, device_id },
+                sender_identity,
+                data,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn acknowledge(database: &Database, id: u64) -> Result<(), StoreError> {
+    let Ok(id) = i64::try_from(id) else {
+        return Ok(()); // no such row can exist
+    };
+    database
+        .connection
+        .prepare_cached("DELETE FROM omemo_pending_message WHERE id = ?1")
+        .and_then(|mut statement| statement.execute(params![id]))
+        .map(|_| ())
+        .map_err(|error| database.error(error))
 }

@@ -150,6 +150,30 @@ impl SqliteTrustStore {
         &self.database
     }
 
+    pub(crate) fn database_mut(&mut self) -> &mut Database {
+        &mut self.database
+    }
+
+    /// Reloads the rows kept in memory from the file: needed after an outer
+    /// transaction that contained a [`TrustStore::commit`] was rolled back.
+    ///
+    /// # Errors
+    /// A SQLite failure or an unreadable row; the memory rows are then empty
+    /// and the store must not be used further.
+    pub fn reload(&mut self) -> Result<(), StoreError> {
+        self.keys.clear();
+        self.postponed_senders.clear();
+        self.pending_senders.clear();
+        self.statements.clear();
+        self.statement_targets.clear();
+        self.authenticated_owners.clear();
+        self.missed.clear();
+        self.load_keys()?;
+        self.load_postponed_senders()?;
+        self.load_statements()?;
+        self.load_authenticated_owners()
+    }
+
     fn invalid(&self, table: &'static str, detail: String) -> StoreError {
         StoreError::InvalidRecord {
             path: self.database.path.clone(),
@@ -1031,19 +1055,32 @@ impl TrustStore for SqliteTrustStore {
 
     fn commit(&mut self, changes: &Changeset) -> Result<(), StoreError> {
         // One transaction; the in-memory rows change only once it committed.
+        // Inside an outer transaction (a unit of work of
+        // [`crate::EndpointStore`]) it is a savepoint of that transaction,
+        // and the owner of the outer transaction reloads the rows with
+        // [`SqliteTrustStore::reload`] if it rolls back.
         let connection = &self.database.connection;
+        let (begin, commit, rollback) = if connection.is_autocommit() {
+            ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+        } else {
+            (
+                "SAVEPOINT trust_commit",
+                "RELEASE trust_commit",
+                "ROLLBACK TO trust_commit; RELEASE trust_commit",
+            )
+        };
         connection
-            .execute_batch("BEGIN IMMEDIATE")
+            .execute_batch(begin)
             .map_err(|e| self.database.error(e))?;
         match self.write(changes) {
             Ok(()) => {
-                if let Err(error) = connection.execute_batch("COMMIT") {
-                    let _ = connection.execute_batch("ROLLBACK");
+                if let Err(error) = connection.execute_batch(commit) {
+                    let _ = connection.execute_batch(rollback);
                     return Err(self.database.error(error));
                 }
             }
             Err(error) => {
-                let _ = connection.execute_batch("ROLLBACK");
+                let _ = connection.execute_batch(rollback);
                 return Err(self.database.error(error));
             }
         }
