@@ -4,11 +4,11 @@
 //! used for deduplication.
 
 use atm_omemo::crypto::{Bundle, DecryptError, DeviceAddress, SecureRandom, Session, SessionStore};
-use atm_omemo::device::{Device, DeviceError, Recipient};
+use atm_omemo::device::{Device, DeviceError, Incoming, Recipient};
 use atm_omemo::elements::{
     bundle_from_element, bundle_to_element, DeviceList, Encrypted, NS_OMEMO,
 };
-use atm_omemo::sce::SceError;
+use atm_omemo::sce::{SceError, StanzaKind};
 use atm_omemo::xml::parse_bounded;
 use atm_store::{EndpointStore, StoreError};
 use chrono::{DateTime, Utc};
@@ -70,10 +70,7 @@ pub(crate) fn device_list_element(ids: &[u32]) -> Element {
     let list = DeviceList {
         devices: ids
             .iter()
-            .map(|id| atm_omemo::elements::Device {
-                id: *id,
-                label: None,
-            })
+            .map(|id| atm_omemo::elements::Device::new(*id))
             .collect(),
     };
     Element::from(&list)
@@ -81,13 +78,21 @@ pub(crate) fn device_list_element(ids: &[u32]) -> Element {
 
 /// The device ids of a `<devices/>` element.
 pub(crate) fn parse_device_list(element: &Element, jid: &BareJid) -> Result<Vec<u32>, Rejection> {
-    DeviceList::try_from(element)
-        .map(|list| list.devices.iter().map(|d| d.id).collect())
-        .map_err(|e| Rejection::BadPubsubItem {
-            what: "device list".into(),
-            jid: jid.to_string(),
-            reason: e.to_string(),
-        })
+    let bad = |reason: String| Rejection::BadPubsubItem {
+        what: "device list".into(),
+        jid: jid.to_string(),
+        reason,
+    };
+    let (list, skipped) = DeviceList::read(element).map_err(|e| bad(e.to_string()))?;
+    // Invalid entries are skipped (old clients published duplicates); a list
+    // of nothing but invalid entries is refused rather than read as "no
+    // devices".
+    if list.devices.is_empty() {
+        if let Some(first) = skipped.first() {
+            return Err(bad(first.to_string()));
+        }
+    }
+    Ok(list.devices.iter().map(|d| d.id).collect())
 }
 
 /// Reads and verifies a `<bundle/>`: its identity key and its text.
@@ -236,7 +241,10 @@ impl OmemoMessage {
 pub(crate) struct Opened {
     pub pending_id: u64,
     pub sender_identity: [u8; 32],
-    pub time: DateTime<Utc>,
+    /// The SCE `<time>`, if the envelope has one.
+    pub time: Option<DateTime<Utc>>,
+    /// Empty for an empty OMEMO message (key material only, XEP-0384
+    /// §Business Rules: completes a key exchange, a heartbeat).
     pub content: Vec<Element>,
 }
 
@@ -245,8 +253,6 @@ pub(crate) struct Opened {
 pub(crate) enum DecryptFailure {
     /// This message was decrypted before (the ratchet refuses it).
     Replay,
-    /// An empty OMEMO message (key material only): nothing to act on.
-    Empty,
     /// The message was refused.
     Refused(Rejection),
     /// The core failed.
@@ -363,15 +369,26 @@ fn decrypt_once(
         })
         .transpose()?;
     let mut device = open(store, jid, device_id, now, rng).map_err(DecryptFailure::Core)?;
-    match device.decrypt(&message.0, sender, stanza_to, expected.as_ref(), rng) {
-        Ok(opened) => Ok(Opened {
-            pending_id: opened.pending_id,
-            sender_identity: opened.sender_identity.to_bytes(),
-            time: opened.envelope.time,
-            content: opened.envelope.content,
-        }),
+    let incoming = Incoming {
+        sender: sender.clone(),
+        recipient: stanza_to.clone(),
+        sent_at: now,
+        kind: StanzaKind::Chat,
+    };
+    match device.decrypt(&message.0, &incoming, expected.as_ref(), rng) {
+        Ok(opened) => {
+            let (time, content) = match opened.envelope {
+                Some(envelope) => (envelope.time, envelope.content),
+                None => (None, Vec::new()),
+            };
+            Ok(Opened {
+                pending_id: opened.pending_id,
+                sender_identity: opened.sender_identity.to_bytes(),
+                time,
+                content,
+            })
+        }
         Err(DeviceError::Decrypt(DecryptError::Duplicate { .. })) => Err(DecryptFailure::Replay),
-        Err(DeviceError::NoPayload) => Err(DecryptFailure::Empty),
         Err(DeviceError::Envelope(SceError::WrongSender { envelope, stanza })) => {
             Err(DecryptFailure::Refused(Rejection::SceMismatch {
                 field: "from",

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use crate::io::{Cause, Config, Effect, EngineError, IgnoreReason, Input, Received};
 use crate::level::{DecisionKind, KeyMode, Policy, TrustLevel};
 use crate::store::{
-    Changeset, Confirmation, Decision, KeyRecord, KeyRef, Pending, Postponed, Statement, TrustStore,
+    Changeset, Confirmation, Decision, KeyRecord, KeyRef, Pending, Postponed, Revocation,
+    Statement, TrustStore,
 };
 
 type Result<T, S> = std::result::Result<T, EngineError<<S as TrustStore>::Error>>;
@@ -212,7 +213,7 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     statement_targets: HashMap<KeyRef, BTreeSet<KeyRef>>,
     /// Revocations recorded in this input: since when a key is distrusted,
     /// and until when (authenticated again).
-    revocations: HashMap<KeyRef, (DateTime<Utc>, Option<DateTime<Utc>>)>,
+    revocations: HashMap<KeyRef, Revocation>,
     /// Keys authenticated again in this input, with the time.
     reauthenticated_at: Vec<(KeyRef, DateTime<Utc>)>,
 }
@@ -510,7 +511,11 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         let authenticated = sender_level == Some(TrustLevel::Authenticated);
         // Sent while its sender was distrusted, delivered after the sender
         // was authenticated again: still void.
-        if let Some((since, Some(until))) = self.revocation(&sender)? {
+        if let Some(Revocation {
+            since,
+            until: Some(until),
+        }) = self.revocation(&sender)?
+        {
             if since <= stamp && stamp < until {
                 self.effects
                     .push(Effect::Ignored(IgnoreReason::SenderDistrusted));
@@ -855,7 +860,13 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             DecisionKind::Distrust => {
                 if before != TrustLevel::ManuallyDistrusted && !corrected {
                     self.revoke_queue.push_back((target.clone(), time));
-                    self.revocations.insert(target.clone(), (time, None));
+                    self.revocations.insert(
+                        target.clone(),
+                        Revocation {
+                            since: time,
+                            until: None,
+                        },
+                    );
                 }
             }
         }
@@ -955,10 +966,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
 
     /// The last revocation of `key`: since when it was distrusted, and until
     /// when, if it was authenticated again.
-    fn revocation(
-        &mut self,
-        key: &KeyRef,
-    ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>, S> {
+    fn revocation(&mut self, key: &KeyRef) -> Result<Option<Revocation>, S> {
         if let Some(r) = self.revocations.get(key) {
             return Ok(Some(*r));
         }
@@ -1225,12 +1233,18 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             }
         }
         for (key, until) in std::mem::take(&mut self.reauthenticated_at) {
-            if let Some((since, _)) = self.revocation(&key)? {
-                self.revocations.insert(key, (since, Some(until)));
+            if let Some(Revocation { since, .. }) = self.revocation(&key)? {
+                self.revocations.insert(
+                    key,
+                    Revocation {
+                        since,
+                        until: Some(until),
+                    },
+                );
             }
         }
-        for (key, (since, until)) in std::mem::take(&mut self.revocations) {
-            self.changes.revocations.push((key, since, until));
+        for (key, revocation) in std::mem::take(&mut self.revocations) {
+            self.changes.revocations.push((key, revocation));
         }
         for (target, written) in std::mem::take(&mut self.statement_overlay) {
             for (source, statement) in written {

@@ -67,6 +67,16 @@ pub struct Postponed {
     pub stamp: DateTime<Utc>,
 }
 
+/// The last revocation of a key: since when it was distrusted and, once it
+/// was authenticated again, until when. What it sent in between stays void.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Revocation {
+    /// The time of the distrust.
+    pub since: DateTime<Utc>,
+    /// The time of the authentication that ended it, if any.
+    pub until: Option<DateTime<Utc>>,
+}
+
 /// What one source said about one key: the newest such statement of every
 /// source is kept, and a key's level is the newest decision among them.
 ///
@@ -137,7 +147,7 @@ pub struct Changeset {
     /// The last revocation of a key, to insert or replace: since when it was
     /// distrusted and, once it is authenticated again, until when. What it
     /// sent in between stays void.
-    pub revocations: Vec<(KeyRef, DateTime<Utc>, Option<DateTime<Utc>>)>,
+    pub revocations: Vec<(KeyRef, Revocation)>,
     /// Statements to insert or replace (one per target and source).
     pub statements: Vec<Statement>,
     /// Statements deleted, as (target, source). Applied before `statements`.
@@ -223,10 +233,7 @@ pub trait TrustStore {
     }
 
     /// The last revocation of `key` (see [`Changeset::revocations`]).
-    fn revocation(
-        &mut self,
-        key: &KeyRef,
-    ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>, Self::Error>;
+    fn revocation(&mut self, key: &KeyRef) -> Result<Option<Revocation>, Self::Error>;
 
     /// `true` if this endpoint dropped some word of `key` since it last
     /// asked it to say it again (see [`Changeset::missed`]).
@@ -266,7 +273,7 @@ pub struct MemoryStore {
     statements: StatementIndex,
     authenticated_owners: HashSet<BareJid>,
     missed: HashSet<KeyRef>,
-    revocations: HashMap<KeyRef, (DateTime<Utc>, Option<DateTime<Utc>>)>,
+    revocations: HashMap<KeyRef, Revocation>,
     confirmations: BTreeMap<KeyRef, Confirmation>,
     policy: Option<Policy>,
 }
@@ -411,10 +418,7 @@ impl TrustStore for MemoryStore {
         Ok(self.statements.of(target, source))
     }
 
-    fn revocation(
-        &mut self,
-        key: &KeyRef,
-    ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>, Infallible> {
+    fn revocation(&mut self, key: &KeyRef) -> Result<Option<Revocation>, Infallible> {
         Ok(self.revocations.get(key).copied())
     }
 
@@ -492,8 +496,8 @@ impl TrustStore for MemoryStore {
             self.missed.remove(key);
         }
         self.missed.extend(changes.missed.iter().cloned());
-        for (key, since, until) in &changes.revocations {
-            self.revocations.insert(key.clone(), (*since, *until));
+        for (key, revocation) in &changes.revocations {
+            self.revocations.insert(key.clone(), *revocation);
         }
         if let Some(policy) = changes.policy {
             self.policy = Some(policy);

@@ -656,6 +656,18 @@ impl TrustStore for TrustView<'_> {
         self.trust.missed_word_of(key)
     }
 
+    fn revocation(&mut self, key: &KeyRef) -> Result<Option<atm_engine::Revocation>, StoreError> {
+        self.trust.revocation(key)
+    }
+
+    fn statement_of(
+        &mut self,
+        target: &KeyRef,
+        source: &KeyRef,
+    ) -> Result<Option<atm_engine::Statement>, StoreError> {
+        self.trust.statement_of(target, source)
+    }
+
     fn had_authenticated(&mut self, owner: &BareJid) -> Result<bool, StoreError> {
         self.trust.had_authenticated(owner)
     }

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use atm_engine::{
     BareJid, Changeset, Confirmation, Decision, DecisionKind, KeyId, KeyRecord, KeyRef, Pending,
-    Policy, Postponed, Statement, StatementIndex, TrustLevel, TrustStore,
+    Policy, Postponed, Revocation, Statement, StatementIndex, TrustLevel, TrustStore,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -45,9 +45,6 @@ pub struct SqliteTrustStore {
     /// The last revocation of each key.
     revocations: HashMap<KeyRef, Revocation>,
 }
-
-/// Since when a key was distrusted, and until when.
-type Revocation = (DateTime<Utc>, Option<DateTime<Utc>>);
 
 /// A row of a waiting-decision table: sender, decision, stamp.
 type WaitingRow = (Option<KeyRef>, Decision, DateTime<Utc>);
@@ -164,10 +161,10 @@ impl SqliteTrustStore {
         self.keys.clear();
         self.postponed_senders.clear();
         self.pending_senders.clear();
-        self.statements.clear();
-        self.statement_targets.clear();
+        self.statements = StatementIndex::default();
         self.authenticated_owners.clear();
         self.missed.clear();
+        self.revocations.clear();
         self.load_keys()?;
         self.load_postponed_senders()?;
         self.load_statements()?;
@@ -405,7 +402,7 @@ impl SqliteTrustStore {
                 (Some(s), Some(n)) => Some(self.time(table, s, n)?),
                 _ => None,
             };
-            self.revocations.insert(key, (since, until));
+            self.revocations.insert(key, Revocation { since, until });
         }
         Ok(())
     }
@@ -653,9 +650,9 @@ impl SqliteTrustStore {
                 )?
                 .execute(params![scope, key.owner.as_str(), key.key.as_bytes()])?;
         }
-        for (key, since, until) in &changes.revocations {
-            let (ss, sn) = time_parts(*since);
-            let until = until.map(time_parts);
+        for (key, revocation) in &changes.revocations {
+            let (ss, sn) = time_parts(revocation.since);
+            let until = revocation.until.map(time_parts);
             connection
                 .prepare_cached(
                     "INSERT OR REPLACE INTO trust_revocation (scope, owner, key, since_s, since_ns, until_s, until_ns) \
@@ -1125,8 +1122,8 @@ impl TrustStore for SqliteTrustStore {
             self.missed.remove(key);
         }
         self.missed.extend(changes.missed.iter().cloned());
-        for (key, since, until) in &changes.revocations {
-            self.revocations.insert(key.clone(), (*since, *until));
+        for (key, revocation) in &changes.revocations {
+            self.revocations.insert(key.clone(), *revocation);
         }
         Ok(())
     }

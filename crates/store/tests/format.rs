@@ -167,8 +167,20 @@ fn statements_fixture() -> atm_engine::Changeset {
         )],
         missed: vec![key("erin@example.org", 10)],
         revocations: vec![
-            (key("erin@example.org", 10), time(17), None),
-            (key("dave@example.org", 8), time(18), Some(time(19))),
+            (
+                key("erin@example.org", 10),
+                atm_engine::Revocation {
+                    since: time(17),
+                    until: None,
+                },
+            ),
+            (
+                key("dave@example.org", 8),
+                atm_engine::Revocation {
+                    since: time(18),
+                    until: Some(time(19)),
+                },
+            ),
         ],
         ..Changeset::default()
     }
@@ -199,8 +211,8 @@ fn check_statements_fixture(path: &Path) {
         .had_authenticated(&"frank@example.org".parse().unwrap())
         .unwrap());
     assert!(store.missed_word_of(&fixture.missed[0]).unwrap());
-    for (key, since, until) in &fixture.revocations {
-        assert_eq!(store.revocation(key).unwrap(), Some((*since, *until)));
+    for (key, revocation) in &fixture.revocations {
+        assert_eq!(store.revocation(key).unwrap(), Some(*revocation));
     }
     assert!(!store.missed_word_of(source).unwrap());
 }

@@ -130,7 +130,7 @@ type State = (
     Vec<atm_engine::Confirmation>,
     Vec<atm_engine::Statement>,
     u64,
-    Vec<(KeyRef, Option<(DateTime<Utc>, Option<DateTime<Utc>>)>)>,
+    Vec<(KeyRef, Option<atm_engine::Revocation>)>,
 );
 
 fn state<S: TrustStore>(engine: &mut Engine<S>) -> State {

@@ -645,8 +645,6 @@ pub(crate) enum Abort {
     Refused(Rejection),
     /// The message was decrypted before (the ratchet refused it).
     Replay,
-    /// An empty OMEMO message: nothing to act on.
-    Empty,
     /// The core failed.
     Core(CoreError),
 }
@@ -655,7 +653,7 @@ impl Abort {
     fn into_result(self) -> Result<Rejection, CoreError> {
         match self {
             Abort::Refused(rejection) => Ok(rejection),
-            Abort::Replay | Abort::Empty => Err(CoreError::Omemo(
+            Abort::Replay => Err(CoreError::Omemo(
                 "unexpected replay outside message processing".into(),
             )),
             Abort::Core(error) => Err(error),

@@ -232,7 +232,6 @@ impl Endpoint {
         self.record(&keys[..1], position, now).map_err(Err)?;
         match refused {
             Abort::Replay => Ok(Handled::Duplicate),
-            Abort::Empty => Ok(Handled::NotForThisDevice),
             Abort::Refused(rejection) => Err(Ok(rejection)),
             Abort::Core(error) => Err(Err(error)),
         }
@@ -273,7 +272,6 @@ impl Endpoint {
         )
         .map_err(|failure| match failure {
             DecryptFailure::Replay => Abort::Replay,
-            DecryptFailure::Empty => Abort::Empty,
             DecryptFailure::Refused(rejection) => Abort::Refused(rejection),
             DecryptFailure::Core(error) => Abort::Core(error),
         })?;
@@ -307,11 +305,15 @@ impl Endpoint {
                     .map_err(|e| Abort::Refused(Rejection::MalformedTrustMessage(e.to_string())))?,
                 None => DecisionTimes::default(),
             };
+            // XEP-0434 §SCE Profile: a trust message carries <time>.
+            let time = opened.time.ok_or_else(|| {
+                Abort::Refused(Rejection::Sce("a trust message without <time>".into()))
+            })?;
             let co_recipients = self.co_recipients(omemo, sender, sender_device)?;
             let received = Received {
                 sender: sender.clone(),
                 sender_key: Some(sender_key),
-                time: opened.time,
+                time,
                 stamp: sending_time,
                 message,
                 decision_times,
@@ -330,7 +332,7 @@ impl Endpoint {
                 device_id: sender_device,
                 key: sender_key,
                 level,
-                sent: opened.time,
+                sent: opened.time.unwrap_or(sending_time),
                 text: body.text(),
             });
             Handled::Chat

@@ -126,6 +126,18 @@ CREATE TABLE trust_postponed (
     time_ns INTEGER NOT NULL CHECK (time_ns BETWEEN 0 AND 1999999999), stamp_s INTEGER, stamp_ns INTEGER CHECK (stamp_ns BETWEEN 0 AND 1999999999),
     PRIMARY KEY (scope, sender_owner, sender_key, owner, key)
 ) STRICT, WITHOUT ROWID;
+-- table trust_revocation
+CREATE TABLE trust_revocation (
+    scope INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    key BLOB NOT NULL,
+    since_s INTEGER NOT NULL,
+    since_ns INTEGER NOT NULL CHECK (since_ns BETWEEN 0 AND 1999999999),
+    until_s INTEGER,
+    until_ns INTEGER CHECK (until_ns BETWEEN 0 AND 1999999999),
+    CHECK ((until_s IS NULL) = (until_ns IS NULL)),
+    PRIMARY KEY (scope, owner, key)
+) STRICT, WITHOUT ROWID;
 -- table trust_scope
 CREATE TABLE trust_scope (
     id INTEGER PRIMARY KEY,
