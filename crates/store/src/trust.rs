@@ -251,85 +251,86 @@ impl SqliteTrustStore {
         Ok(())
     }
 
-    fn load_postponed_senders(&mut self) -> Result<(), StoreError> {
-        let rows: Vec<(String, Vec<u8>)> = self
-            .database
+    /// Every row `sql` selects for this scope (`?1`), mapped by `map`.
+    fn scope_rows<T>(
+        &self,
+        sql: &str,
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.database
             .connection
-            .prepare(
-                "SELECT DISTINCT sender_owner, sender_key FROM trust_postponed WHERE scope = ?1",
-            )
+            .prepare(sql)
             .and_then(|mut statement| {
                 statement
-                    .query_map(params![self.scope], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .query_map(params![self.scope], map)?
                     .collect::<Result<Vec<_>, _>>()
             })
-            .map_err(|e| self.database.error(e))?;
-        for (owner, key) in rows {
-            let sender = KeyRef::new(
-                self.jid("trust_postponed", &owner)?,
-                self.key_id("trust_postponed", key)?,
-            );
-            self.postponed_senders.insert(sender);
-        }
-        let rows: Vec<(String, Vec<u8>)> = self
-            .database
-            .connection
-            .prepare(
+            .map_err(|e| self.database.error(e))
+    }
+
+    /// Every (owner, key) pair `sql` selects for this scope, as keys.
+    fn scope_keys(&self, table: &'static str, sql: &str) -> Result<Vec<KeyRef>, StoreError> {
+        self.scope_rows(sql, |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })?
+        .into_iter()
+        .map(|(owner, key)| self.key_ref(table, &owner, key))
+        .collect()
+    }
+
+    fn key_ref(
+        &self,
+        table: &'static str,
+        owner: &str,
+        key: Vec<u8>,
+    ) -> Result<KeyRef, StoreError> {
+        Ok(KeyRef::new(
+            self.jid(table, owner)?,
+            self.key_id(table, key)?,
+        ))
+    }
+
+    fn load_postponed_senders(&mut self) -> Result<(), StoreError> {
+        self.postponed_senders = self
+            .scope_keys(
+                "trust_postponed",
+                "SELECT DISTINCT sender_owner, sender_key FROM trust_postponed WHERE scope = ?1",
+            )?
+            .into_iter()
+            .collect();
+        self.pending_senders = self
+            .scope_keys(
+                "trust_pending",
                 "SELECT DISTINCT sender_owner, sender_key FROM trust_pending \
                  WHERE scope = ?1 AND sender_owner IS NOT NULL",
-            )
-            .and_then(|mut statement| {
-                statement
-                    .query_map(params![self.scope], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(|e| self.database.error(e))?;
-        for (owner, key) in rows {
-            let sender = KeyRef::new(
-                self.jid("trust_pending", &owner)?,
-                self.key_id("trust_pending", key)?,
-            );
-            self.pending_senders.insert(sender);
-        }
+            )?
+            .into_iter()
+            .collect();
         Ok(())
     }
 
     fn load_statements(&mut self) -> Result<(), StoreError> {
-        type Row = (String, Vec<u8>, String, Vec<u8>, String, i64, i64, i64, i64);
+        type Row = (String, Vec<u8>, String, Vec<u8>, String, [i64; 4]);
         let table = "trust_statement";
-        let rows: Vec<Row> = self
-            .database
-            .connection
-            .prepare(
-                "SELECT owner, key, source_owner, source_key, kind, time_s, time_ns, stamp_s, stamp_ns \
-                 FROM trust_statement WHERE scope = ?1",
-            )
-            .and_then(|mut statement| {
-                statement
-                    .query_map(params![self.scope], |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                            row.get(5)?,
-                            row.get(6)?,
-                            row.get(7)?,
-                            row.get(8)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(|e| self.database.error(e))?;
-        for (owner, key, source_owner, source_key, kind, ts, tn, ss, sn) in rows {
+        let rows: Vec<Row> = self.scope_rows(
+            "SELECT owner, key, source_owner, source_key, kind, time_s, time_ns, stamp_s, stamp_ns \
+             FROM trust_statement WHERE scope = ?1",
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    [row.get(5)?, row.get(6)?, row.get(7)?, row.get(8)?],
+                ))
+            },
+        )?;
+        for (owner, key, source_owner, source_key, kind, [ts, tn, ss, sn]) in rows {
             let statement = Statement {
-                source: KeyRef::new(
-                    self.jid(table, &source_owner)?,
-                    self.key_id(table, source_key)?,
-                ),
+                source: self.key_ref(table, &source_owner, source_key)?,
                 decision: Decision {
-                    target: KeyRef::new(self.jid(table, &owner)?, self.key_id(table, key)?),
+                    target: self.key_ref(table, &owner, key)?,
                     kind: self.kind(table, &kind)?,
                     time: self.time(table, ts, tn)?,
                 },
@@ -340,63 +341,41 @@ impl SqliteTrustStore {
         Ok(())
     }
 
+    /// Owners with a first authentication, keys whose word was dropped, and
+    /// the last revocation of each key.
     fn load_authenticated_owners(&mut self) -> Result<(), StoreError> {
-        let rows: Vec<String> = self
-            .database
-            .connection
-            .prepare("SELECT owner FROM trust_owner_authenticated WHERE scope = ?1")
-            .and_then(|mut statement| {
-                statement
-                    .query_map(params![self.scope], |row| row.get(0))?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(|e| self.database.error(e))?;
-        for owner in rows {
+        let owners: Vec<String> = self.scope_rows(
+            "SELECT owner FROM trust_owner_authenticated WHERE scope = ?1",
+            |row| row.get(0),
+        )?;
+        for owner in owners {
             let owner = self.jid("trust_owner_authenticated", &owner)?;
             self.authenticated_owners.insert(owner);
         }
-        let rows: Vec<(String, Vec<u8>)> = self
-            .database
-            .connection
-            .prepare("SELECT owner, key FROM trust_missed WHERE scope = ?1")
-            .and_then(|mut statement| {
-                statement
-                    .query_map(params![self.scope], |row| Ok((row.get(0)?, row.get(1)?)))?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(|e| self.database.error(e))?;
-        for (owner, key) in rows {
-            let key = KeyRef::new(
-                self.jid("trust_missed", &owner)?,
-                self.key_id("trust_missed", key)?,
-            );
-            self.missed.insert(key);
-        }
+        self.missed = self
+            .scope_keys(
+                "trust_missed",
+                "SELECT owner, key FROM trust_missed WHERE scope = ?1",
+            )?
+            .into_iter()
+            .collect();
         type Row = (String, Vec<u8>, i64, i64, Option<i64>, Option<i64>);
-        let rows: Vec<Row> = self
-            .database
-            .connection
-            .prepare(
-                "SELECT owner, key, since_s, since_ns, until_s, until_ns FROM trust_revocation WHERE scope = ?1",
-            )
-            .and_then(|mut statement| {
-                statement
-                    .query_map(params![self.scope], |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                            row.get(5)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(|e| self.database.error(e))?;
         let table = "trust_revocation";
+        let rows: Vec<Row> = self.scope_rows(
+            "SELECT owner, key, since_s, since_ns, until_s, until_ns FROM trust_revocation WHERE scope = ?1",
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
+            },
+        )?;
         for (owner, key, ss, sn, us, un) in rows {
-            let key = KeyRef::new(self.jid(table, &owner)?, self.key_id(table, key)?);
+            let key = self.key_ref(table, &owner, key)?;
             let since = self.time(table, ss, sn)?;
             let until = match (us, un) {
                 (Some(s), Some(n)) => Some(self.time(table, s, n)?),
