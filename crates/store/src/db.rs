@@ -102,6 +102,9 @@ impl Database {
         durability: Durability,
         wal: bool,
     ) -> Result<Self, StoreError> {
+        // Batched upserts prepare one statement per batch size and table:
+        // keep them all (the default cache holds 16).
+        connection.set_prepared_statement_cache_capacity(256);
         let mut database = Self { connection, path };
         let fail = |error| StoreError::sqlite(&database.path, error);
         database

@@ -463,48 +463,23 @@ impl SqliteTrustStore {
     }
 
     fn write(&self, changes: &Changeset) -> rusqlite::Result<()> {
+        use rusqlite::types::ValueRef::{Blob, Integer, Null, Text};
         let connection = &self.database.connection;
         let scope = self.scope;
-        // Key rows in batches: one statement per 64 rows (statement overhead
-        // dominates single-row upserts).
-        const BATCH: usize = 64;
-        let upsert_sql = |rows: usize| {
-            let values = vec!["(?, ?, ?, ?, ?, ?)"; rows].join(", ");
-            // Every column is written: a replaced row is the same as an
-            // updated one, and REPLACE is the cheaper of the two in SQLite.
-            format!(
-                "INSERT OR REPLACE INTO trust_key (scope, owner, key, level, time_s, time_ns) \
-                 VALUES {values}"
-            )
-        };
-        for chunk in changes.keys.chunks(BATCH) {
-            use rusqlite::types::{ToSqlOutput, ValueRef};
-            let mut values: Vec<ToSqlOutput<'_>> = Vec::with_capacity(chunk.len() * 6);
-            for (key, record) in chunk {
+        upsert_batched(
+            connection,
+            "trust_key (scope, owner, key, level, time_s, time_ns)",
+            &changes.keys,
+            |(key, record), values| {
                 let time = record.time.map(time_parts);
-                values.push(ToSqlOutput::Borrowed(ValueRef::Integer(scope)));
-                values.push(ToSqlOutput::Borrowed(ValueRef::Text(
-                    key.owner.as_str().as_bytes(),
-                )));
-                values.push(ToSqlOutput::Borrowed(ValueRef::Blob(key.key.as_bytes())));
-                values.push(ToSqlOutput::Borrowed(ValueRef::Text(
-                    record.level.as_str().as_bytes(),
-                )));
-                values.push(ToSqlOutput::Borrowed(
-                    time.map_or(ValueRef::Null, |t| ValueRef::Integer(t.0)),
-                ));
-                values.push(ToSqlOutput::Borrowed(
-                    time.map_or(ValueRef::Null, |t| ValueRef::Integer(t.1)),
-                ));
-            }
-            let sql = upsert_sql(chunk.len());
-            let params = rusqlite::params_from_iter(values);
-            if chunk.len() == BATCH {
-                connection.prepare_cached(&sql)?.execute(params)?;
-            } else {
-                connection.prepare(&sql)?.execute(params)?;
-            }
-        }
+                values.push(Integer(scope));
+                values.push(Text(key.owner.as_str().as_bytes()));
+                values.push(Blob(key.key.as_bytes()));
+                values.push(Text(record.level.as_str().as_bytes()));
+                values.push(time.map_or(Null, |t| Integer(t.0)));
+                values.push(time.map_or(Null, |t| Integer(t.1)));
+            },
+        )?;
         for sender in &changes.release {
             connection
                 .prepare_cached(
@@ -577,43 +552,25 @@ impl SqliteTrustStore {
                     source.key.as_bytes()
                 ])?;
         }
-        for chunk in changes.statements.chunks(BATCH) {
-            use rusqlite::types::{ToSqlOutput, ValueRef};
-            let mut values: Vec<ToSqlOutput<'_>> = Vec::with_capacity(chunk.len() * 10);
-            for statement in chunk {
+        upsert_batched(
+            connection,
+            "trust_statement (scope, owner, key, source_owner, source_key, kind, time_s, time_ns, stamp_s, stamp_ns)",
+            &changes.statements,
+            |statement, values| {
                 let target = &statement.decision.target;
                 let (ts, tn) = time_parts(statement.decision.time);
                 let (ss, sn) = time_parts(statement.stamp);
-                values.push(ToSqlOutput::Borrowed(ValueRef::Integer(scope)));
-                values.push(ToSqlOutput::Borrowed(ValueRef::Text(
-                    target.owner.as_str().as_bytes(),
-                )));
-                values.push(ToSqlOutput::Borrowed(ValueRef::Blob(target.key.as_bytes())));
-                values.push(ToSqlOutput::Borrowed(ValueRef::Text(
-                    statement.source.owner.as_str().as_bytes(),
-                )));
-                values.push(ToSqlOutput::Borrowed(ValueRef::Blob(
-                    statement.source.key.as_bytes(),
-                )));
-                values.push(ToSqlOutput::Borrowed(ValueRef::Text(
-                    kind_text(statement.decision.kind).as_bytes(),
-                )));
+                values.push(Integer(scope));
+                values.push(Text(target.owner.as_str().as_bytes()));
+                values.push(Blob(target.key.as_bytes()));
+                values.push(Text(statement.source.owner.as_str().as_bytes()));
+                values.push(Blob(statement.source.key.as_bytes()));
+                values.push(Text(kind_text(statement.decision.kind).as_bytes()));
                 for v in [ts, tn, ss, sn] {
-                    values.push(ToSqlOutput::Borrowed(ValueRef::Integer(v)));
+                    values.push(Integer(v));
                 }
-            }
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT OR REPLACE INTO trust_statement (scope, owner, key, source_owner, source_key, \
-                 kind, time_s, time_ns, stamp_s, stamp_ns) VALUES {rows}"
-            );
-            let params = rusqlite::params_from_iter(values);
-            if chunk.len() == BATCH {
-                connection.prepare_cached(&sql)?.execute(params)?;
-            } else {
-                connection.prepare(&sql)?.execute(params)?;
-            }
-        }
+            },
+        )?;
         for key in &changes.unmissed {
             connection
                 .prepare_cached(
@@ -629,24 +586,22 @@ impl SqliteTrustStore {
                 )?
                 .execute(params![scope, key.owner.as_str(), key.key.as_bytes()])?;
         }
-        for (key, revocation) in &changes.revocations {
-            let (ss, sn) = time_parts(revocation.since);
-            let until = revocation.until.map(time_parts);
-            connection
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO trust_revocation (scope, owner, key, since_s, since_ns, until_s, until_ns) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![
-                    scope,
-                    key.owner.as_str(),
-                    key.key.as_bytes(),
-                    ss,
-                    sn,
-                    until.map(|u| u.0),
-                    until.map(|u| u.1)
-                ])?;
-        }
+        upsert_batched(
+            connection,
+            "trust_revocation (scope, owner, key, since_s, since_ns, until_s, until_ns)",
+            &changes.revocations,
+            |(key, revocation), values| {
+                let (ss, sn) = time_parts(revocation.since);
+                let until = revocation.until.map(time_parts);
+                values.push(Integer(scope));
+                values.push(Text(key.owner.as_str().as_bytes()));
+                values.push(Blob(key.key.as_bytes()));
+                values.push(Integer(ss));
+                values.push(Integer(sn));
+                values.push(until.map_or(Null, |u| Integer(u.0)));
+                values.push(until.map_or(Null, |u| Integer(u.1)));
+            },
+        )?;
         let mut flagged: HashSet<&BareJid> = HashSet::new();
         for (key, record) in &changes.keys {
             if record.level == TrustLevel::Authenticated
@@ -681,6 +636,40 @@ impl SqliteTrustStore {
         }
         Ok(())
     }
+}
+
+/// `INSERT OR REPLACE INTO {table_columns} VALUES (...), (...)`, 64 rows per
+/// statement (statement overhead dominates single-row upserts); `row` pushes
+/// one row's values, as many as the columns. Every column is written: a
+/// replaced row is the same as an updated one, and REPLACE is the cheaper of
+/// the two in SQLite.
+fn upsert_batched<'a, T>(
+    connection: &rusqlite::Connection,
+    table_columns: &str,
+    rows: &'a [T],
+    mut row: impl FnMut(&'a T, &mut Vec<rusqlite::types::ValueRef<'a>>),
+) -> rusqlite::Result<()> {
+    const BATCH: usize = 64;
+    let columns = table_columns.matches(',').count() + 1;
+    let one = format!("({})", vec!["?"; columns].join(", "));
+    let mut values = Vec::with_capacity(BATCH.min(rows.len()) * columns);
+    for chunk in rows.chunks(BATCH) {
+        values.clear();
+        for r in chunk {
+            row(r, &mut values);
+        }
+        let sql = format!(
+            "INSERT OR REPLACE INTO {table_columns} VALUES {}",
+            vec![one.as_str(); chunk.len()].join(", ")
+        );
+        let params = rusqlite::params_from_iter(
+            values
+                .iter()
+                .map(|v| rusqlite::types::ToSqlOutput::Borrowed(*v)),
+        );
+        connection.prepare_cached(&sql)?.execute(params)?;
+    }
+    Ok(())
 }
 
 /// The two tables of decisions kept one per target key: pending (waiting for
