@@ -5,6 +5,8 @@
 // See docs/interop.md for the protocol. Not part of the Cargo workspace or CI.
 
 #include <QCoreApplication>
+#include <QDomDocument>
+#include <QMap>
 #include <QFile>
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -416,7 +418,11 @@ private:
         message.setTo(cmd.value(QStringLiteral("jid")).toString());
         message.setBody(cmd.value(QStringLiteral("text")).toString());
         message.setType(QXmppMessage::Chat);
-        m_client->send(std::move(message)).then(this, [id](QXmpp::SendResult &&r) {
+        // QXmppClient::send() does NOT encrypt (it sent plaintext in our first
+        // run); sendSensitive() goes through the encryption extension (OMEMO).
+        const bool plain = cmd.value(QStringLiteral("plain")).toBool(false);
+        auto task = plain ? m_client->send(std::move(message)) : m_client->sendSensitive(std::move(message));
+        task.then(this, [id](QXmpp::SendResult &&r) {
             if (auto *e = std::get_if<QXmppError>(&r)) {
                 fail(id, e->description);
             } else {
@@ -482,6 +488,8 @@ private:
             event(QStringLiteral("log"), { { QStringLiteral("level"), QStringLiteral("warning") }, { QStringLiteral("text"), text } });
             break;
         case QXmppLogger::SentMessage:
+            summarizeSent(text);
+            [[fallthrough]];
         case QXmppLogger::ReceivedMessage:
             if (m_logStanzas) {
                 event(QStringLiteral("stanza"), { { QStringLiteral("dir"), type == QXmppLogger::SentMessage ? QStringLiteral("out") : QStringLiteral("in") }, { QStringLiteral("xml"), text } });
@@ -490,6 +498,57 @@ private:
         default:
             break;
         }
+    }
+
+    // One "omemo_sent" event per OMEMO-encrypted <message/> this device puts
+    // on the wire: its shape and the number of <key/> elements per (jid, rid).
+    static void summarizeSent(const QString &text)
+    {
+        if (!text.startsWith(QLatin1String("<message")) || !text.contains(QLatin1String("urn:xmpp:omemo:2"))) {
+            return;
+        }
+        QDomDocument doc;
+        if (!doc.setContent(text, true)) {
+            return;
+        }
+        const auto msg = doc.documentElement();
+        QJsonObject o {
+            { QStringLiteral("to"), msg.attribute(QStringLiteral("to")) },
+            { QStringLiteral("type"), msg.attribute(QStringLiteral("type")) },
+            { QStringLiteral("has_id"), msg.hasAttribute(QStringLiteral("id")) },
+        };
+        QJsonArray children;
+        for (auto c = msg.firstChildElement(); !c.isNull(); c = c.nextSiblingElement()) {
+            children.append(c.tagName() + QLatin1Char(' ') + c.namespaceURI());
+        }
+        o.insert(QStringLiteral("children"), children);
+        const auto body = msg.firstChildElement(QStringLiteral("body"));
+        if (!body.isNull()) {
+            o.insert(QStringLiteral("body"), body.text());
+        }
+        const auto enc = msg.firstChildElement(QStringLiteral("encrypted"));
+        o.insert(QStringLiteral("has_payload"), !enc.firstChildElement(QStringLiteral("payload")).isNull());
+        const auto header = enc.firstChildElement(QStringLiteral("header"));
+        o.insert(QStringLiteral("sid"), header.attribute(QStringLiteral("sid")).toLongLong());
+        QJsonArray keys;
+        for (auto ks = header.firstChildElement(QStringLiteral("keys")); !ks.isNull(); ks = ks.nextSiblingElement(QStringLiteral("keys"))) {
+            QMap<QString, int> perRid;
+            QMap<QString, bool> kex;
+            for (auto k = ks.firstChildElement(QStringLiteral("key")); !k.isNull(); k = k.nextSiblingElement(QStringLiteral("key"))) {
+                perRid[k.attribute(QStringLiteral("rid"))] += 1;
+                kex[k.attribute(QStringLiteral("rid"))] = kex.value(k.attribute(QStringLiteral("rid"))) || k.attribute(QStringLiteral("kex")) == QLatin1String("true");
+            }
+            for (auto it = perRid.cbegin(); it != perRid.cend(); ++it) {
+                keys.append(QJsonObject {
+                    { QStringLiteral("jid"), ks.attribute(QStringLiteral("jid")) },
+                    { QStringLiteral("rid"), it.key().toLongLong() },
+                    { QStringLiteral("count"), it.value() },
+                    { QStringLiteral("kex"), kex.value(it.key()) },
+                });
+            }
+        }
+        o.insert(QStringLiteral("keys"), keys);
+        event(QStringLiteral("omemo_sent"), o);
     }
 
     void quit()
