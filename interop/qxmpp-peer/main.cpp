@@ -298,8 +298,12 @@ private:
 
         connect(m_client, &QXmppClient::connected, this, &Peer::onConnected);
         connect(m_client, &QXmppClient::disconnected, this, []() { event(QStringLiteral("disconnected")); });
-        connect(m_client, &QXmppClient::errorOccurred, this, [](const QXmppError &e) {
+        connect(m_client, &QXmppClient::errorOccurred, this, [this](const QXmppError &e) {
             event(QStringLiteral("error"), { { QStringLiteral("text"), e.description } });
+            if (m_connectPending) {
+                m_connectPending = false;
+                fail(m_connectId, e.description);
+            }
         });
         connect(m_client, &QXmppClient::messageReceived, this, &Peer::onMessage);
         connect(m_omemo, &QXmppOmemoManager::trustLevelsChanged, this, &Peer::onTrustLevelsChanged);
@@ -314,6 +318,7 @@ private:
         });
 
         m_connectId = id;
+        m_connectPending = true;
         // In-memory storage: load() finds nothing, setUp() runs once connected.
         m_omemo->load().then(this, [this, config](bool loaded) {
             m_loaded = loaded;
@@ -329,6 +334,7 @@ private:
         }
         m_setUp = true;
         m_omemo->setUp().then(this, [this](bool ok) {
+            m_connectPending = false;
             if (!ok) {
                 fail(m_connectId, QStringLiteral("OMEMO setUp() failed; see log events"));
                 return;
@@ -567,6 +573,7 @@ private:
     QXmppAtmManager *m_atm = nullptr;
     QXmppOmemoManager *m_omemo = nullptr;
     QJsonValue m_connectId;
+    bool m_connectPending = false;
     bool m_loaded = false;
     bool m_setUp = false;
     bool m_logStanzas = false;
