@@ -194,7 +194,7 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     pub syncs: Vec<KeyRef>,
     /// Keys authenticated again after a distrust: if their word was dropped
     /// meanwhile, they are asked to say it again.
-    pub reauthenticated: BTreeSet<KeyRef>,
+    pub reauthenticated: Vec<KeyRef>,
     /// Manual decisions, in order (literal XEP propagation).
     pub manual: Vec<(KeyRef, DecisionKind)>,
     release_queue: VecDeque<KeyRef>,
@@ -208,14 +208,15 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     confirm_overlay: HashMap<KeyRef, Option<Confirmation>>,
     /// Statements written in this input, by target then source (`None`:
     /// deleted).
-    statement_overlay: HashMap<KeyRef, BTreeMap<KeyRef, Option<Statement>>>,
-    /// The targets of `statement_overlay`, by source.
-    statement_targets: HashMap<KeyRef, BTreeSet<KeyRef>>,
-    /// Revocations recorded in this input: since when a key is distrusted,
-    /// and until when (authenticated again).
+    /// (Hash maps and short vectors, no ordered maps: comparing JIDs in
+    /// order costs more than hashing them.)
+    statement_overlay: HashMap<KeyRef, Vec<(KeyRef, Option<Statement>)>>,
+    /// How many statements of `statement_overlay` each source has.
+    statement_sources: HashMap<KeyRef, usize>,
+    /// Revocations ended in this input: since when a key was distrusted,
+    /// until its authentication again (recorded then: while a key is
+    /// distrusted, its messages are dropped anyway).
     revocations: HashMap<KeyRef, Revocation>,
-    /// Keys authenticated again in this input, with the time.
-    reauthenticated_at: Vec<(KeyRef, DateTime<Utc>)>,
 }
 
 /// The newest of two decisions: the later time, and at equal times a
@@ -238,7 +239,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             effects: Vec::new(),
             changed: Vec::new(),
             syncs: Vec::new(),
-            reauthenticated: BTreeSet::new(),
+            reauthenticated: Vec::new(),
             manual: Vec::new(),
             release_queue: VecDeque::new(),
             revoke_queue: VecDeque::new(),
@@ -248,9 +249,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             pending_overlay: HashMap::default(),
             confirm_overlay: HashMap::default(),
             statement_overlay: HashMap::default(),
-            statement_targets: HashMap::default(),
+            statement_sources: HashMap::default(),
             revocations: HashMap::default(),
-            reauthenticated_at: Vec::new(),
         }
     }
 
@@ -342,10 +342,10 @@ impl<'a, S: TrustStore> Txn<'a, S> {
 
     /// The statement of `source` about `target`, with this input's writes.
     fn statement(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Statement>, S> {
-        if let Some(written) = self
+        if let Some((_, written)) = self
             .statement_overlay
             .get(target)
-            .and_then(|m| m.get(source))
+            .and_then(|v| v.iter().find(|(s, _)| s == source))
         {
             return Ok(written.clone());
         }
@@ -363,33 +363,39 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .into_iter()
             .map(|s| (s.decision.target.clone(), s))
             .collect();
-        for target in self.statement_targets.get(source).into_iter().flatten() {
-            match self
-                .statement_overlay
-                .get(target)
-                .and_then(|m| m.get(source))
-            {
-                Some(Some(s)) => {
-                    all.insert(target.clone(), s.clone());
+        if self.statement_sources.get(source).copied().unwrap_or(0) > 0 {
+            for (target, written) in &self.statement_overlay {
+                match written.iter().find(|(s, _)| s == source) {
+                    Some((_, Some(s))) => {
+                        all.insert(target.clone(), s.clone());
+                    }
+                    Some((_, None)) => {
+                        all.remove(target);
+                    }
+                    None => {}
                 }
-                Some(None) => {
-                    all.remove(target);
-                }
-                None => {}
             }
         }
         Ok(all.into_values().collect())
     }
 
     fn write_statement(&mut self, target: &KeyRef, source: &KeyRef, statement: Option<Statement>) {
-        self.statement_overlay
-            .entry(target.clone())
-            .or_default()
-            .insert(source.clone(), statement);
-        self.statement_targets
-            .entry(source.clone())
-            .or_default()
-            .insert(target.clone());
+        let written = match self.statement_overlay.get_mut(target) {
+            Some(written) => written,
+            None => self.statement_overlay.entry(target.clone()).or_default(),
+        };
+        match written.iter_mut().find(|(s, _)| s == source) {
+            Some(slot) => slot.1 = statement,
+            None => {
+                written.push((source.clone(), statement));
+                match self.statement_sources.get_mut(source) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.statement_sources.insert(source.clone(), 1);
+                    }
+                }
+            }
+        }
     }
 
     fn is_own(&self, key: &KeyRef) -> bool {
@@ -831,6 +837,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         let manual = cause == Cause::Manual;
         let released = matches!(cause, Cause::Postponed(_));
         let corrected = matches!(cause, Cause::Revoked(_));
+        let since = self
+            .overlay
+            .get(target)
+            .copied()
+            .flatten()
+            .and_then(|r| r.time);
         self.change_level(target, level, Some(time), cause);
         self.changed.push(Change {
             target: target.clone(),
@@ -846,8 +858,16 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                         // of its word meanwhile, it is asked to say it again
                         // (docs/propagation.md, Re-authentication); what it
                         // sent while distrusted stays void.
-                        self.reauthenticated.insert(target.clone());
-                        self.reauthenticated_at.push((target.clone(), time));
+                        self.reauthenticated.push(target.clone());
+                        if let Some(since) = since {
+                            self.revocations.insert(
+                                target.clone(),
+                                Revocation {
+                                    since,
+                                    until: Some(time),
+                                },
+                            );
+                        }
                     }
                     if released {
                         self.syncs.push(target.clone());
@@ -860,13 +880,6 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             DecisionKind::Distrust => {
                 if before != TrustLevel::ManuallyDistrusted && !corrected {
                     self.revoke_queue.push_back((target.clone(), time));
-                    self.revocations.insert(
-                        target.clone(),
-                        Revocation {
-                            since: time,
-                            until: None,
-                        },
-                    );
                 }
             }
         }
@@ -1230,17 +1243,6 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 if let Some(Some(record)) = self.overlay.get(&key) {
                     self.changes.keys.push((key, *record));
                 }
-            }
-        }
-        for (key, until) in std::mem::take(&mut self.reauthenticated_at) {
-            if let Some(Revocation { since, .. }) = self.revocation(&key)? {
-                self.revocations.insert(
-                    key,
-                    Revocation {
-                        since,
-                        until: Some(until),
-                    },
-                );
             }
         }
         for (key, revocation) in std::mem::take(&mut self.revocations) {

@@ -144,9 +144,9 @@ pub struct Changeset {
     pub missed: Vec<KeyRef>,
     /// Keys asked to say again what was dropped. Applied before `missed`.
     pub unmissed: Vec<KeyRef>,
-    /// The last revocation of a key, to insert or replace: since when it was
-    /// distrusted and, once it is authenticated again, until when. What it
-    /// sent in between stays void.
+    /// The last revocation of a key, to insert or replace, written when the
+    /// key is authenticated again: since when it was distrusted, until when.
+    /// What it sent in between stays void.
     pub revocations: Vec<(KeyRef, Revocation)>,
     /// Statements to insert or replace (one per target and source).
     pub statements: Vec<Statement>,
