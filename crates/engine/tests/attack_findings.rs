@@ -1,0 +1,151 @@
+//! Findings of the attack properties (`attack_property.rs`, `model_check.rs`),
+//! each minimised to a deterministic scenario. They fail on the engine of
+//! commit 3e5b46b and are ignored so that CI stays green until the engine is
+//! fixed; run them with `cargo test -p atm-engine --test attack_findings -- --ignored`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+#[path = "../fuzz/world.rs"]
+mod world;
+
+use atm_engine::TrustLevel;
+use world::{Clock, KeySpec, Reach, Universe, World};
+
+fn silent_key(name: &str, account: usize) -> KeySpec {
+    KeySpec {
+        name: name.into(),
+        account,
+        attacker: true,
+        known: true,
+    }
+}
+
+/// Finding 1 (revocation sticks / complete): B1 and B3 hold each other
+/// authenticated, but only through trust messages (relayed by B2), and an
+/// automatic authentication sends the newly authenticated key nothing. B3's
+/// user distrusted the outsider key O before B3 knew B1; the only path that
+/// decision had to B1 ran through B2, whom B1's user distrusted meanwhile.
+/// B1 never learns it: at quiescence B1 holds O `automatically_trusted`
+/// while B3's user's last word about O is a distrust and B1–B3 are mutually
+/// authenticated.
+#[test]
+#[ignore = "finding: a decision made before an automatic authentication never reaches the newly authenticated key"]
+fn a_decision_made_before_an_automatic_authentication_never_reaches_it() {
+    let (accounts, mut keys) = Universe::honest(&[0, 3]);
+    keys.push(silent_key("O", 2));
+    let accounts: Vec<&str> = accounts
+        .iter()
+        .map(String::as_str)
+        .chain(["mallory@evil.example"])
+        .collect();
+    let mut w = World::new(Universe::new(&accounts, keys), Clock::Global).unwrap();
+    let (b1, b2, b3, o) = (0, 1, 2, 3); // nodes 0..3 have keys 0..3
+    w.manual(b1, b2, true).unwrap();
+    w.manual(b2, b1, true).unwrap();
+    w.quiesce(|_| 0).unwrap();
+    // B2 authenticates B3: it tells B1 "trust B3" and syncs B3 ("trust B1").
+    w.manual(b2, b3, true).unwrap();
+    w.deliver_where(b2, b1).unwrap();
+    // B3's user distrusts the outsider key; B3 holds nobody authenticated yet.
+    w.manual(b3, o, false).unwrap();
+    // B1's user distrusts B2.
+    w.manual(b1, b2, false).unwrap();
+    // B3 authenticates B2 by hand and syncs it everything (distrust O); B2
+    // relays it to B1, which ignores its now distrusted sender.
+    w.manual(b3, b2, true).unwrap();
+    w.deliver_where(b3, b2).unwrap();
+    w.deliver_where(b2, b1).unwrap();
+    // B2's sync reaches B3: B1 authenticated through a trust message.
+    w.deliver_where(b2, b3).unwrap();
+    w.quiesce(|_| 0).unwrap();
+    assert_eq!(w.level(b1, b3), Some(TrustLevel::Authenticated));
+    assert_eq!(w.level(b3, b1), Some(TrustLevel::Authenticated));
+    assert_eq!(w.level(b3, o), Some(TrustLevel::ManuallyDistrusted));
+    // Expected: B3's user's distrust reached B1 (mutually authenticated).
+    assert_eq!(
+        w.level(b1, o),
+        Some(TrustLevel::ManuallyDistrusted),
+        "{}",
+        w.trace.join("\n")
+    );
+    w.check_revocation(Reach::Now).unwrap();
+}
+
+/// Finding 2 (revocation sticks / complete): Bob's user distrusts Alice's A2
+/// (Alice does not). Alice's user then distrusts her key X on A2; A2 sends
+/// the decision to A1 and B1 in one message. B1 drops it (its sender is
+/// distrusted); A1 takes it but does not pass it on to B1, because B1 was a
+/// co-recipient ("they read the same decision from the same sender"). B1,
+/// mutually authenticated with A1 throughout, keeps X
+/// `automatically_distrusted` instead of `manually_distrusted`: Alice's
+/// revocation of her own key never reaches her contact. With "trust" instead
+/// of "distrust" the same loses an authentication.
+#[test]
+#[ignore = "finding: a co-recipient that distrusts the sender is never sent the decision by the other recipients"]
+fn a_co_recipient_that_distrusts_the_sender_never_gets_the_decision() {
+    let (accounts, mut keys) = Universe::honest(&[2, 1]);
+    keys.push(silent_key("X", 0));
+    let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    let mut w = World::new(Universe::new(&accounts, keys), Clock::Global).unwrap();
+    let (a1, a2, b1, x) = (0, 1, 2, 3);
+    for (by, of) in [(a1, a2), (a2, a1), (a1, b1), (b1, a1)] {
+        w.manual(by, of, true).unwrap();
+        w.quiesce(|_| 0).unwrap();
+    }
+    assert_eq!(w.level(b1, a2), Some(TrustLevel::Authenticated));
+    assert_eq!(w.level(a2, b1), Some(TrustLevel::Authenticated));
+    w.manual(b1, a2, false).unwrap();
+    w.quiesce(|_| 0).unwrap();
+    w.manual(a2, x, false).unwrap();
+    w.quiesce(|_| 0).unwrap();
+    assert_eq!(w.level(a1, x), Some(TrustLevel::ManuallyDistrusted));
+    assert_eq!(w.level(a1, b1), Some(TrustLevel::Authenticated));
+    assert_eq!(w.level(b1, a1), Some(TrustLevel::Authenticated));
+    assert_eq!(
+        w.level(b1, x),
+        Some(TrustLevel::ManuallyDistrusted),
+        "{}",
+        w.trace.join("\n")
+    );
+}
+
+/// Finding 3 (re-authentication, defect 5 of issue 9): the handshake does not
+/// work when the endpoint that authenticates a key again is a contact's.
+/// Bob's user distrusts B1 on B2, then authenticates it again; meanwhile he
+/// distrusts B2 on B1. Alice's A1 reads, in this order: B2's "distrust B1",
+/// B1's "distrust B2" (dropped: B1 is distrusted at A1 just then), B2's
+/// "trust B1". A1 authenticates B1 again and sends it the handshake (a
+/// message for B1 alone carrying "trust B1"), but B1 never syncs back: in
+/// `receive`, the decision about B1's own key comes from a contact and is
+/// about a key of B1's own account, so the authority filter drops it as a
+/// foreign owner's before the own-key request is recognised. A1 keeps B2
+/// authenticated for good, though Bob's last word about B2 is a distrust and
+/// A1 and B1 hold each other authenticated.
+#[test]
+#[ignore = "finding: a contact's re-authentication handshake is dropped as a foreign-owner decision"]
+fn a_contacts_reauthentication_handshake_is_never_answered() {
+    let (accounts, keys) = Universe::honest(&[1, 2]);
+    let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    let mut w = World::new(Universe::new(&accounts, keys), Clock::Global).unwrap();
+    let (a1, b1, b2) = (0, 1, 2);
+    for (by, of) in [(b1, b2), (b2, b1), (a1, b1), (b1, a1)] {
+        w.manual(by, of, true).unwrap();
+        w.quiesce(|_| 0).unwrap();
+    }
+    assert_eq!(w.level(a1, b2), Some(TrustLevel::Authenticated));
+    assert_eq!(w.level(b2, a1), Some(TrustLevel::Authenticated));
+    w.manual(b2, b1, false).unwrap(); // "distrust B1" to A1 (and not to B1)
+    w.manual(b2, b1, true).unwrap(); // "trust B1" to A1, handshake to B1
+    w.manual(b1, b2, false).unwrap(); // "distrust B2" to A1
+    w.deliver_where(b2, a1).unwrap(); // distrust B1
+    w.deliver_where(b1, a1).unwrap(); // distrust B2: dropped
+    w.deliver_where(b2, a1).unwrap(); // trust B1: handshake to B1
+    w.quiesce(|_| 0).unwrap();
+    assert_eq!(w.level(a1, b1), Some(TrustLevel::Authenticated));
+    assert_eq!(w.level(b1, a1), Some(TrustLevel::Authenticated));
+    assert_eq!(
+        w.level(a1, b2),
+        Some(TrustLevel::ManuallyDistrusted),
+        "{}",
+        w.trace.join("\n")
+    );
+}
