@@ -338,8 +338,12 @@ impl World {
                 self.clock
             }
             Clock::PerNode => {
+                // Whole seconds plus (node + 1) ms: two endpoints never
+                // decide at the same instant (a tie is an artefact of the
+                // model, not of real clocks).
                 let n = &mut self.nodes[node];
-                n.clock = n.clock.max(at_least) + SECOND;
+                let second = n.clock.max(at_least) / SECOND + 1;
+                n.clock = second * SECOND + (node as Time + 1) * 1000;
                 n.clock
             }
         }
