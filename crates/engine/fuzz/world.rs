@@ -357,14 +357,10 @@ impl World {
                 self.clock
             }
             Clock::PerNode => {
-                let t = self
-                    .nodes
-                    .iter()
-                    .map(|n| n.clock)
-                    .max()
-                    .unwrap_or(0)
-                    .max(self.clock)
-                    + SECOND;
+                // After every user decision so far (the attacker may wait
+                // for them), independent of how far deliveries have gone.
+                let decided = self.manual_log.iter().map(|m| m.time).max().unwrap_or(0);
+                let t = (self.clock.max(decided) / SECOND + 1) * SECOND;
                 self.clock = t;
                 t
             }
