@@ -231,6 +231,15 @@ impl Model {
         while let Some(mut state) = stack.pop() {
             report.states += 1;
             report.max_depth = report.max_depth.max(state.path.len());
+            if report.states % 100_000 == 0 {
+                eprintln!(
+                    "{}: {} states, {} terminal, {} on the stack",
+                    self.name,
+                    report.states,
+                    report.terminal,
+                    stack.len()
+                );
+            }
             if report.states > self.max_states {
                 return Err(format!(
                     "{}: more than {} states, budget exhausted",
