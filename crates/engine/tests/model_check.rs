@@ -413,6 +413,25 @@ fn every_interleaving_of_revocations_with_a_silent_attacker() {
     assert!(report.complete_pairs > 0, "(e) checked nothing");
 }
 
+/// A medium configuration, run once with `--release`: two devices each,
+/// the CI script (forged messages, the distrust of S, a forged message
+/// after it), one duplicate, B1 offline once.
+#[test]
+#[ignore = "medium: run with --release -- --ignored"]
+fn every_interleaving_medium() {
+    let (world, s, x) = mesh(&[2, 2], true);
+    let model = Model {
+        name: "stolen device, 2+2 devices (medium)",
+        world,
+        script: stolen_device_script(s, x, 2)[..3].to_vec(),
+        duplicates: 1,
+        offline: Some(2),
+        silent: false,
+        max_states: 50_000_000,
+    };
+    run(&model);
+}
+
 /// The larger configuration, run once with `--release` (see the module
 /// documentation): two devices each, the whole stolen-device script, two
 /// duplicates, B1 offline once.
