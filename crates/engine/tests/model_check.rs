@@ -451,7 +451,10 @@ fn every_interleaving_larger() {
     run(&model);
 }
 
-/// The larger attacker-silent configuration, run once with `--release`.
+/// The larger attacker-silent configuration, run once with `--release`:
+/// Alice distrusts X on A1, Bob distrusts A2 on B2, Alice authenticates X
+/// again on A2, Bob distrusts B2 on B1, Bob authenticates A2 again on B2;
+/// two duplicates, B1 offline once.
 #[test]
 #[ignore = "large: run with --release -- --ignored"]
 fn every_interleaving_larger_silent() {
@@ -463,8 +466,10 @@ fn every_interleaving_larger_silent() {
             Step::Manual(0, x, false),
             Step::Manual(3, 1, false),
             Step::Manual(1, x, true),
+            Step::Manual(2, 3, false),
+            Step::Manual(3, 1, true),
         ],
-        duplicates: 1,
+        duplicates: 2,
         offline: Some(2),
         silent: true,
         max_states: 50_000_000,
