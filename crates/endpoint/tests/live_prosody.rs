@@ -1,0 +1,101 @@
+//! Live endpoints on a private Prosody on loopback: PEP device lists,
+//! authentication by scanning, trust messages over OMEMO 2, the seed
+//! walkthrough. The server must start: a missing or broken Prosody fails
+//! the test, it is never skipped.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use atm_engine::TrustLevel;
+use atm_xmpp_server::{Kind, Server};
+use common::Net;
+
+async fn start(kind: Kind) -> Server {
+    let started = Instant::now();
+    let server = tokio::task::spawn_blocking(move || Server::start(kind))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the private {kind:?} server did not start: {e}"));
+    for (local, domain) in [("alice", "example.org"), ("bob", "example.com")] {
+        server
+            .register(local, domain, common::PASSWORD)
+            .await
+            .unwrap_or_else(|e| panic!("registering {local}@{domain}: {e}"));
+    }
+    eprintln!("{kind:?} up after {:?}", started.elapsed());
+    server
+}
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_learn_authenticate_and_a_trust_message_is_applied() {
+    let started = Instant::now();
+    let server = start(Kind::Prosody).await;
+    let mut net = Net::new();
+    let a1 = net
+        .add("A1", "alice@example.org", server.connector().unwrap())
+        .await;
+    let b1 = net
+        .add("B1", "bob@example.com", server.connector().unwrap())
+        .await;
+    net.all_contacts().await;
+    // Each learns the other's device from PEP, TOAKAFA: automatically trusted.
+    net.until("A1 and B1 learn each other", LIMIT, |net| {
+        net.level(a1, b1) == Some(TrustLevel::AutomaticallyTrusted)
+            && net.level(b1, a1) == Some(TrustLevel::AutomaticallyTrusted)
+    })
+    .await;
+    net.scan(a1, b1).await;
+    net.scan(b1, a1).await;
+    assert!(net.authenticated(a1, b1) && net.authenticated(b1, a1));
+    // A third device: Alice's A2 logs in and publishes itself.
+    let a2 = net
+        .add("A2", "alice@example.org", server.connector().unwrap())
+        .await;
+    net.devices[a2]
+        .driver
+        .add_contact(&common::bare("bob@example.com"))
+        .await
+        .unwrap();
+    net.until(
+        "A1 and B1 learn A2 from the device-list notification",
+        LIMIT,
+        |net| net.level(a1, a2).is_some() && net.level(b1, a2).is_some(),
+    )
+    .await;
+    // A1 and A2 authenticate each other; A1's trust messages tell B1 about
+    // A2 and A2 about B1.
+    net.scan(a1, a2).await;
+    net.scan(a2, a1).await;
+    net.until(
+        "B1 authenticates A2 and A2 authenticates B1 by trust messages",
+        LIMIT,
+        |net| net.authenticated(b1, a2) && net.authenticated(a2, b1),
+    )
+    .await;
+    let (manual, automatic) = net.authentication_causes();
+    assert_eq!(manual, 4, "A1<->B1 and A1<->A2 by scanning");
+    assert!(
+        automatic >= 2,
+        "at least B1->A2 and A2->B1 by trust messages: {automatic}"
+    );
+    // Nothing is left unacknowledged and no trust message was shown as chat.
+    net.settle(LIMIT, Duration::from_millis(300)).await;
+    for device in &net.devices {
+        assert_eq!(device.driver.unacknowledged(), 0, "{}", device.name);
+        assert!(
+            !device
+                .events
+                .iter()
+                .any(|e| matches!(e, atm_client::Event::Chat { .. })),
+            "{}",
+            device.name
+        );
+    }
+    net.close().await;
+    drop(server);
+    eprintln!("wall time {:?}", started.elapsed());
+}
