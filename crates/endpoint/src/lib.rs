@@ -47,7 +47,7 @@
 //!    command that leaves right after).
 //! 4. [`Driver::close`] gives the core back.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use atm_client::{CommandError, CoreError, Endpoint, Event, OutboxId};
@@ -219,6 +219,7 @@ pub struct Driver {
     caps: Caps,
     unacked: Vec<Unacked>,
     early: VecDeque<Stanza>,
+    seen_resources: HashSet<Jid>,
     events: VecDeque<Event>,
     settings: Settings,
     last_maintain: Instant,
@@ -412,6 +413,7 @@ impl Driver {
             caps: Caps::new(CAPS_NODE, hash),
             unacked: Vec::new(),
             early,
+            seen_resources: HashSet::new(),
             events: VecDeque::new(),
             settings,
             last_maintain: Instant::now(),
@@ -460,6 +462,7 @@ impl Driver {
     /// Presence with capabilities, then the core's start, archive catch-up
     /// and upkeep; at login and after every reconnect that lost state.
     async fn online(&mut self) -> Result<(), DriverError> {
+        self.seen_resources.clear();
         let presence = Presence::available().with_payload(self.caps.clone());
         self.send(Stanza::from(presence)).await?;
         self.core.start()?;
@@ -539,6 +542,45 @@ impl Driver {
         Ok(())
     }
 
+    /// Subscriptions with contacts: a contact's `subscribe` is approved; when
+    /// a contact approves ours, the own presence (with the capabilities) is
+    /// sent again, so that its server learns the `+notify` features and
+    /// sends its PEP items, and its device list is fetched again (it may
+    /// have been refused before the subscription existed); the device list
+    /// of a contact is fetched again whenever one of its resources is seen
+    /// online for the first time on this stream.
+    async fn presence(&mut self, presence: Presence) -> Result<(), DriverError> {
+        let Some(full) = presence.from.clone() else {
+            return Ok(());
+        };
+        let from = full.to_bare();
+        if !matches!(
+            presence.type_,
+            PresenceType::Subscribe | PresenceType::Subscribed | PresenceType::None
+        ) || !self.core.status()?.contacts.contains(&from)
+        {
+            return Ok(());
+        }
+        if presence.type_ == PresenceType::None {
+            // A contact's resource came online (or we just learned of it):
+            // its device list may have changed without a notification
+            // reaching us (ejabberd 23.01 sent none in our tests).
+            if self.seen_resources.insert(full) {
+                self.core.add_contact(&from)?;
+                self.flush().await?;
+            }
+        } else if presence.type_ == PresenceType::Subscribe {
+            let approve = Presence::new(PresenceType::Subscribed).with_to(Jid::from(from.clone()));
+            self.send(Stanza::from(approve)).await?;
+        } else {
+            let available = Presence::available().with_payload(self.caps.clone());
+            self.send(Stanza::from(available)).await?;
+            self.core.add_contact(&from)?;
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Answers a request addressed to this client: disco#info (the
     /// capabilities), `service-unavailable` for anything else.
     async fn answer(&mut self, iq: Iq) -> Result<(), DriverError> {
@@ -546,7 +588,25 @@ impl Driver {
             Iq::Get {
                 from, id, payload, ..
             } => (from, id, Some(payload)),
-            Iq::Set { from, id, .. } => (from, id, None),
+            Iq::Set {
+                from, id, payload, ..
+            } => {
+                // A roster push (from the own account) is acknowledged.
+                let own = from
+                    .as_ref()
+                    .is_none_or(|f| f.to_bare() == *self.core.jid());
+                if own && payload.is("query", ns::ROSTER) {
+                    let result = Iq::Result {
+                        from: None,
+                        to: from,
+                        id,
+                        payload: None,
+                    };
+                    self.send(Stanza::from(result)).await?;
+                    return Ok(());
+                }
+                (from, id, None)
+            }
             Iq::Result { .. } | Iq::Error { .. } => return Ok(()),
         };
         let answer = match payload.filter(|p| p.is("query", ns::DISCO_INFO)) {
@@ -578,8 +638,10 @@ impl Driver {
     }
 
     async fn incoming(&mut self, stanza: Stanza) -> Result<(), DriverError> {
-        if let Stanza::Iq(iq @ (Iq::Get { .. } | Iq::Set { .. })) = stanza {
-            return self.answer(iq).await;
+        match stanza {
+            Stanza::Iq(iq @ (Iq::Get { .. } | Iq::Set { .. })) => return self.answer(iq).await,
+            Stanza::Presence(presence) => return self.presence(presence).await,
+            _ => {}
         }
         let element = Element::from(stanza);
         self.core.handle_stanza(&element, Utc::now())?;

@@ -9,26 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use atm_engine::TrustLevel;
-use atm_xmpp_server::{Kind, Server};
-use common::Net;
-
-async fn start(kind: Kind) -> Server {
-    let started = Instant::now();
-    let server = tokio::task::spawn_blocking(move || Server::start(kind))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("the private {kind:?} server did not start: {e}"));
-    for (local, domain) in [("alice", "example.org"), ("bob", "example.com")] {
-        server
-            .register(local, domain, common::PASSWORD)
-            .await
-            .unwrap_or_else(|e| panic!("registering {local}@{domain}: {e}"));
-    }
-    eprintln!("{kind:?} up after {:?}", started.elapsed());
-    server
-}
-
-const LIMIT: Duration = Duration::from_secs(20);
+use atm_xmpp_server::Kind;
+use common::{start, Net, LIMIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_accounts_learn_authenticate_and_a_trust_message_is_applied() {
@@ -96,6 +78,16 @@ async fn two_accounts_learn_authenticate_and_a_trust_message_is_applied() {
         );
     }
     net.close().await;
+    drop(server);
+    eprintln!("wall time {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_walkthrough_five_live_devices_twenty_authentications() {
+    let started = Instant::now();
+    let server = start(Kind::Prosody).await;
+    let connector = server.connector().unwrap();
+    common::seed_walkthrough(&connector, &connector).await;
     drop(server);
     eprintln!("wall time {:?}", started.elapsed());
 }

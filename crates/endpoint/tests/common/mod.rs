@@ -108,7 +108,7 @@ impl Net {
                 return;
             }
             if Instant::now() >= deadline {
-                panic!("{what}: not reached within {limit:?}");
+                panic!("{what}: not reached within {limit:?}\n{}", self.describe());
             }
             self.round().await;
         }
@@ -129,6 +129,31 @@ impl Net {
                 panic!("the devices did not settle within {limit:?}");
             }
         }
+    }
+
+    /// What each device knows and what it refused, for failure messages.
+    pub fn describe(&mut self) -> String {
+        let mut out = String::new();
+        for at in 0..self.devices.len() {
+            let levels: Vec<String> = (0..self.devices.len())
+                .filter(|of| *of != at)
+                .map(|of| {
+                    let level = self.level(at, of);
+                    format!("{}:{level:?}", self.devices[of].name)
+                })
+                .collect();
+            let device = &self.devices[at];
+            out += &format!("{} knows {}\n", device.name, levels.join(" "));
+            for event in &device.events {
+                if matches!(
+                    event,
+                    Event::Rejected { .. } | Event::TrustMessageIgnored { .. }
+                ) {
+                    out += &format!("  {event:?}\n");
+                }
+            }
+        }
+        out
     }
 
     /// Every device follows every other account.
@@ -210,4 +235,93 @@ impl Net {
             device.driver.close().await;
         }
     }
+}
+
+/// Starts a private server of `kind` and registers alice@example.org and
+/// bob@example.com. Panics (fails the test) if the server cannot start.
+pub async fn start(kind: atm_xmpp_server::Kind) -> atm_xmpp_server::Server {
+    let started = Instant::now();
+    let server = tokio::task::spawn_blocking(move || atm_xmpp_server::Server::start(kind))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the private {kind:?} server did not start: {e}"));
+    for (local, domain) in [("alice", "example.org"), ("bob", "example.com")] {
+        server
+            .register(local, domain, PASSWORD)
+            .await
+            .unwrap_or_else(|e| panic!("registering {local}@{domain}: {e}"));
+    }
+    eprintln!("{kind:?} up after {:?}", started.elapsed());
+    server
+}
+
+/// How long any one convergence may take.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// The seed walkthrough (examples/scenarios/seed-walkthrough.json) with
+/// five live devices: Alice's A1–A3 through `alice`, Bob's B1–B2 through
+/// `bob`. 8 scans, 20 authentications, 12 of them by trust messages.
+pub async fn seed_walkthrough(alice: &TestCaConnector, bob: &TestCaConnector) {
+    let mut net = Net::new();
+    let a1 = net.add("A1", "alice@example.org", alice.clone()).await;
+    let a2 = net.add("A2", "alice@example.org", alice.clone()).await;
+    let a3 = net.add("A3", "alice@example.org", alice.clone()).await;
+    let b1 = net.add("B1", "bob@example.com", bob.clone()).await;
+    let b2 = net.add("B2", "bob@example.com", bob.clone()).await;
+    net.until("each account's devices know each other", LIMIT, |net| {
+        (0..5).all(|at| {
+            (0..5).all(|of| at == of || (at < 3) != (of < 3) || net.level(at, of).is_some())
+        })
+    })
+    .await;
+    net.all_contacts().await;
+    net.until("every device knows the 4 others", LIMIT, |net| {
+        (0..5).all(|at| (0..5).all(|of| at == of || net.level(at, of).is_some()))
+    })
+    .await;
+    let quiet = Duration::from_millis(300);
+    for (at, of) in [(a1, a3), (a2, a3), (a3, a1), (a3, a2)] {
+        net.scan(at, of).await;
+        net.settle(LIMIT, quiet).await;
+    }
+    net.until("Alice's devices authenticate each other", LIMIT, |net| {
+        [a1, a2, a3].iter().all(|&at| {
+            [a1, a2, a3]
+                .iter()
+                .all(|&of| at == of || net.authenticated(at, of))
+        })
+    })
+    .await;
+    for (at, of) in [(b1, b2), (b2, b1), (b2, a3)] {
+        net.scan(at, of).await;
+        net.settle(LIMIT, quiet).await;
+    }
+    net.until("B1 authenticates A3 through B2", LIMIT, |net| {
+        net.authenticated(b1, a3)
+    })
+    .await;
+    net.scan(a3, b2).await;
+    net.until("all 20 authentications", LIMIT, |net| {
+        net.count_authenticated_pairs() == 20
+    })
+    .await;
+    net.settle(LIMIT, quiet).await;
+    assert_eq!(net.count_authenticated_pairs(), 20);
+    assert_eq!(
+        net.authentication_causes(),
+        (8, 12),
+        "8 manual, 12 by trust messages"
+    );
+    for device in &net.devices {
+        assert_eq!(device.driver.unacknowledged(), 0, "{}", device.name);
+        assert!(
+            !device
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Chat { .. })),
+            "{}: a trust message shown as chat",
+            device.name
+        );
+    }
+    net.close().await;
 }
