@@ -220,6 +220,7 @@ pub struct Driver {
     unacked: Vec<Unacked>,
     early: VecDeque<Stanza>,
     seen_resources: HashSet<Jid>,
+    resets: u32,
     events: VecDeque<Event>,
     settings: Settings,
     last_maintain: Instant,
@@ -414,6 +415,7 @@ impl Driver {
             unacked: Vec::new(),
             early,
             seen_resources: HashSet::new(),
+            resets: 0,
             events: VecDeque::new(),
             settings,
             last_maintain: Instant::now(),
@@ -452,6 +454,13 @@ impl Driver {
             self.send(Stanza::from(presence)).await?;
         }
         self.flush().await
+    }
+
+    /// How often the stream was established again with loss of state
+    /// since [`Driver::connect`] (each time, presence, carbons and the
+    /// core's start were redone).
+    pub fn resets(&self) -> u32 {
+        self.resets
     }
 
     /// How many stored stanzas wait for the server's acknowledgement.
@@ -688,6 +697,7 @@ impl Driver {
                 if let Ok(full) = bound_jid.try_into_full() {
                     self.bound = full;
                 }
+                self.resets += 1;
                 self.online().await
             }
             Some(StreamEvent::Stream(Status::Suspended | Status::Resumed)) => Ok(()),

@@ -91,3 +91,67 @@ async fn seed_walkthrough_five_live_devices_twenty_authentications() {
     drop(server);
     eprintln!("wall time {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_server_restart_the_devices_come_back_online_and_trust_messages_flow() {
+    let started = Instant::now();
+    let mut server = start(Kind::Prosody).await;
+    let mut net = Net::new();
+    let a1 = net
+        .add("A1", "alice@example.org", server.connector().unwrap())
+        .await;
+    let b1 = net
+        .add("B1", "bob@example.com", server.connector().unwrap())
+        .await;
+    net.all_contacts().await;
+    net.until("A1 and B1 learn each other", LIMIT, |net| {
+        net.level(a1, b1).is_some() && net.level(b1, a1).is_some()
+    })
+    .await;
+    net.scan(a1, b1).await;
+    net.scan(b1, a1).await;
+    net.settle(LIMIT, Duration::from_millis(300)).await;
+    // The server restarts: the streams break and cannot be resumed.
+    server = tokio::task::spawn_blocking(move || {
+        server.restart().unwrap();
+        server
+    })
+    .await
+    .unwrap();
+    // A new device of Alice's: A1, reconnected, learns it (from the
+    // device-list notification, or from the own list its restart fetches:
+    // this test does not tell which) and tells B1 about it by a trust
+    // message once A1 and A2 authenticated each other.
+    let a2 = net
+        .add("A2", "alice@example.org", server.connector().unwrap())
+        .await;
+    net.devices[a2]
+        .driver
+        .add_contact(&common::bare("bob@example.com"))
+        .await
+        .unwrap();
+    net.until(
+        "A1 learns A2 after the restart",
+        Duration::from_secs(40),
+        |net| net.level(a1, a2).is_some(),
+    )
+    .await;
+    net.scan(a1, a2).await;
+    net.scan(a2, a1).await;
+    net.until("B1 authenticates A2 by A1's trust message", LIMIT, |net| {
+        net.authenticated(b1, a2)
+    })
+    .await;
+    for device in [a1, b1] {
+        assert!(
+            net.devices[device].driver.resets() >= 1,
+            "{} did not reconnect",
+            net.devices[device].name
+        );
+    }
+    drop(net);
+    tokio::task::spawn_blocking(move || drop(server))
+        .await
+        .unwrap();
+    eprintln!("wall time {:?}", started.elapsed());
+}
