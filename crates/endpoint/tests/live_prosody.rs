@@ -155,3 +155,56 @@ async fn after_a_server_restart_the_devices_come_back_online_and_trust_messages_
         .unwrap();
     eprintln!("wall time {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_command_connects_sends_waits_for_the_acknowledgement_and_leaves() {
+    let started = Instant::now();
+    let server = start(Kind::Prosody).await;
+    let mut net = Net::new();
+    let a1 = net
+        .add("A1", "alice@example.org", server.connector().unwrap())
+        .await;
+    let a2 = net
+        .add("A2", "alice@example.org", server.connector().unwrap())
+        .await;
+    let b1 = net
+        .add("B1", "bob@example.com", server.connector().unwrap())
+        .await;
+    net.all_contacts().await;
+    net.until("everyone knows everyone", LIMIT, |net| {
+        (0..3).all(|at| (0..3).all(|of| at == of || net.level(at, of).is_some()))
+    })
+    .await;
+    net.scan(a1, a2).await;
+    net.scan(a2, a1).await;
+    net.settle(LIMIT, Duration::from_millis(300)).await;
+    let b1_uri = net.devices[b1].driver.core().uri();
+    // A1 goes offline; later `atm scan` runs for its directory while no
+    // `run` is active: connect, decide, send, wait for the server, leave.
+    let device = net.devices.remove(a1);
+    let core = device.driver.close().await;
+    let (a2, b1) = (a2 - 1, b1 - 1);
+    let mut once = atm_endpoint::Driver::connect(
+        core,
+        server.connector().unwrap(),
+        common::PASSWORD,
+        atm_endpoint::Settings::default(),
+    )
+    .await
+    .unwrap();
+    let decided = once.core().scan(&b1_uri, chrono::Utc::now()).unwrap();
+    assert!(decided.trust_messages >= 1, "{decided:?}");
+    once.wait_acknowledged(LIMIT).await.unwrap();
+    let mut core = once.close().await;
+    assert_eq!(core.status().unwrap().outbox, 0, "everything acknowledged");
+    // A2, online, applies A1's trust message about B1.
+    net.until("A2 authenticates B1 by A1's trust message", LIMIT, |net| {
+        net.authenticated(a2, b1)
+    })
+    .await;
+    net.close().await;
+    tokio::task::spawn_blocking(move || drop(server))
+        .await
+        .unwrap();
+    eprintln!("wall time {:?}", started.elapsed());
+}
