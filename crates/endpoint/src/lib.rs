@@ -10,7 +10,9 @@
 //!
 //! [`Driver::connect`] logs in once with the given [`ServerConnector`]
 //! (STARTTLS with certificate verification is the connector's job; tests use
-//! the harness's `TestCaConnector`, which trusts only the test CA), bounded
+//! the harness's `TestCaConnector`, which trusts only the test CA;
+//! [`PlaintextLoopbackConnector`] is for an explicit request only and
+//! refuses any address but loopback), bounded
 //! by [`Settings::login_timeout`], and reports why a login failed
 //! ([`LoginError`]): tokio-xmpp itself would retry forever. Then it opens a
 //! [`StanzaStream`] bound to the resource `atm-DEVICEID` (unique per device),
@@ -46,6 +48,10 @@
 //!    [`Driver::flush`] (and [`Driver::wait_acknowledged`] for a one-shot
 //!    command that leaves right after).
 //! 4. [`Driver::close`] gives the core back.
+
+mod plaintext;
+
+pub use plaintext::{PlaintextError, PlaintextLoopbackConnector};
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -115,6 +121,15 @@ pub enum LoginError {
         jid: BareJid,
         /// tokio-xmpp's account of the SASL failure.
         reason: String,
+    },
+    /// The server offers no SASL mechanism the client can use on this
+    /// connection (for example none at all without TLS).
+    #[error(
+        "{jid}'s server offers no usable SASL mechanism on this connection (does it require TLS?)"
+    )]
+    NoMechanism {
+        /// The account.
+        jid: BareJid,
     },
     /// The server could not be reached or its certificate was not accepted
     /// (unknown host, connection refused, TLS verification, no STARTTLS).
@@ -257,6 +272,9 @@ fn disco_info() -> DiscoInfoResult {
 
 fn classify(jid: &BareJid, error: tokio_xmpp::Error) -> LoginError {
     match error {
+        tokio_xmpp::Error::Auth(tokio_xmpp::error::AuthError::NoMechanism) => {
+            LoginError::NoMechanism { jid: jid.clone() }
+        }
         tokio_xmpp::Error::Auth(reason) => LoginError::Refused {
             jid: jid.clone(),
             reason: reason.to_string(),

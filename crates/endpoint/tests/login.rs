@@ -75,3 +75,23 @@ async fn login_failures_are_reported_with_their_reason_in_time() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_to_a_server_that_requires_tls_fails_with_a_reason_in_time() {
+    let server = common::start(Kind::Prosody).await;
+    let dir = tempfile::tempdir().unwrap();
+    let connector = atm_endpoint::PlaintextLoopbackConnector::new(server.c2s_addr()).unwrap();
+    let started = Instant::now();
+    let error = Driver::connect(core(dir.path()), connector, common::PASSWORD, settings())
+        .await
+        .unwrap_err();
+    eprintln!("plaintext login refused: {error}");
+    assert!(
+        matches!(error, DriverError::Login(LoginError::NoMechanism { .. })),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(6));
+    tokio::task::spawn_blocking(move || drop(server))
+        .await
+        .unwrap();
+}
