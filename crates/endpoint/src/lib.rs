@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 use atm_client::{CommandError, CoreError, Endpoint, Event, OutboxId};
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
-use tokio_xmpp::connect::ServerConnector;
+use tokio_xmpp::connect::{DnsConfig, ServerConnector, StartTlsServerConnector};
 use tokio_xmpp::parsers::caps::{compute_disco, hash_caps, Caps};
 use tokio_xmpp::parsers::disco::{DiscoInfoResult, Identity};
 use tokio_xmpp::parsers::hashes::Algo;
@@ -283,9 +283,12 @@ fn classify(jid: &BareJid, error: tokio_xmpp::Error) -> LoginError {
             jid: jid.clone(),
             reason: reason.to_string(),
         },
-        tokio_xmpp::Error::Io(reason) => LoginError::Connect {
+        error @ (tokio_xmpp::Error::DnsProto(_)
+        | tokio_xmpp::Error::DnsNet(_)
+        | tokio_xmpp::Error::Idna
+        | tokio_xmpp::Error::Io(_)) => LoginError::Connect {
             jid: jid.clone(),
-            reason: reason.to_string(),
+            reason: error.to_string(),
         },
         source => LoginError::Xmpp {
             jid: jid.clone(),
@@ -340,6 +343,26 @@ pub async fn check_login<C: ServerConnector>(
             jid: jid.clone(),
             after: limit,
         })?
+}
+
+/// A STARTTLS connector that verifies the server's certificate against the
+/// system's trusted roots (tokio-xmpp's own connector, built with
+/// `rustls-native-certs`), for real accounts. `server` is `HOST:PORT` (an
+/// IP address and port connect without DNS); without it the domain's
+/// `_xmpp-client._tcp` SRV record is used, falling back to port 5222.
+pub fn system_roots_connector(domain: &str, server: Option<&str>) -> StartTlsServerConnector {
+    let dns = match server {
+        Some(text) if text.parse::<std::net::SocketAddr>().is_ok() => DnsConfig::addr(text),
+        Some(text) => match text
+            .rsplit_once(':')
+            .and_then(|(host, port)| port.parse::<u16>().ok().map(|port| (host, port)))
+        {
+            Some((host, port)) => DnsConfig::no_srv(host, port),
+            None => DnsConfig::no_srv(text, 5222),
+        },
+        None => DnsConfig::srv_default_client(domain),
+    };
+    StartTlsServerConnector::from(dns)
 }
 
 fn timeouts(read: Duration, response: Duration) -> Timeouts {

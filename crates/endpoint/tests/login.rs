@@ -95,3 +95,26 @@ async fn plaintext_to_a_server_that_requires_tls_fails_with_a_reason_in_time() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_roots_do_not_trust_the_test_ca() {
+    // Certificate verification is on: the private server's certificate is
+    // issued by the per-run test CA, which no system root vouches for.
+    let server = common::start(Kind::Prosody).await;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = server.c2s_addr().to_string();
+    let connector = atm_endpoint::system_roots_connector("example.org", Some(&addr));
+    let started = Instant::now();
+    let error = Driver::connect(core(dir.path()), connector, common::PASSWORD, settings())
+        .await
+        .unwrap_err();
+    eprintln!("system roots: {error}");
+    assert!(
+        matches!(&error, DriverError::Login(LoginError::Connect { reason, .. }) if reason.to_lowercase().contains("certificate")),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(6));
+    tokio::task::spawn_blocking(move || drop(server))
+        .await
+        .unwrap();
+}
