@@ -745,6 +745,31 @@ impl Driver {
         }
     }
 
+    /// Stays online until `shutdown` completes (`atm run`): steps, and hands
+    /// every event to `on_event` as it happens. `shutdown` is looked at
+    /// between steps (at least every `tick`), never in the middle of
+    /// processing a stanza.
+    ///
+    /// # Errors
+    /// See [`Driver::step`].
+    pub async fn run_until(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        tick: Duration,
+        mut on_event: impl FnMut(Event),
+    ) -> Result<(), DriverError> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            if shutdown.as_mut().now_or_never().is_some() {
+                return Ok(());
+            }
+            self.step(tick).await?;
+            while let Some(event) = self.poll_event() {
+                on_event(event);
+            }
+        }
+    }
+
     /// Steps until every stored stanza sent so far is acknowledged by the
     /// server, at most `limit` (for a one-shot command before it leaves).
     ///

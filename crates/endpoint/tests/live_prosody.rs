@@ -208,3 +208,74 @@ async fn a_one_shot_command_connects_sends_waits_for_the_acknowledgement_and_lea
         .unwrap();
     eprintln!("wall time {:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_endpoint_reports_a_chat_message_as_it_arrives() {
+    let started = Instant::now();
+    let server = start(Kind::Prosody).await;
+    let mut net = Net::new();
+    let a1 = net
+        .add("A1", "alice@example.org", server.connector().unwrap())
+        .await;
+    let b1 = net
+        .add("B1", "bob@example.com", server.connector().unwrap())
+        .await;
+    net.all_contacts().await;
+    net.until("A1 and B1 learn each other", LIMIT, |net| {
+        net.level(a1, b1).is_some() && net.level(b1, a1).is_some()
+    })
+    .await;
+    // B1 runs as `atm run` would, until told to stop, concurrently with
+    // Alice's side in this task (the core is not `Send`: a runtime runs a
+    // driver on one thread, as `atm run` will).
+    let mut bob = net.devices.remove(b1).driver;
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = bob.run_until(
+        async {
+            let _ = stop_rx.await;
+        },
+        Duration::from_millis(50),
+        |event| {
+            let _ = events_tx.send(event);
+        },
+    );
+    let alice = async {
+        let now = chrono::Utc::now();
+        let sent = net.devices[a1]
+            .driver
+            .core()
+            .send_chat("bob@example.com", "hello Bob", now)
+            .unwrap();
+        assert_eq!(sent.devices, 1);
+        net.devices[a1]
+            .driver
+            .wait_acknowledged(LIMIT)
+            .await
+            .unwrap();
+        let text = tokio::time::timeout(LIMIT, async {
+            loop {
+                match events_rx.recv().await {
+                    Some(atm_client::Event::Chat { text, .. }) => return text,
+                    Some(_) => {}
+                    None => panic!("B1 stopped running"),
+                }
+            }
+        })
+        .await
+        .expect("B1 reported no chat message in time");
+        stop_tx.send(()).unwrap();
+        text
+    };
+    let (result, text) = tokio::time::timeout(LIMIT * 2, async { tokio::join!(running, alice) })
+        .await
+        .expect("B1 did not stop in time");
+    result.unwrap();
+    assert_eq!(text, "hello Bob");
+    bob.close().await;
+    net.close().await;
+    tokio::task::spawn_blocking(move || drop(server))
+        .await
+        .unwrap();
+    eprintln!("wall time {:?}", started.elapsed());
+}
