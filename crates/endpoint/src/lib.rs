@@ -48,6 +48,12 @@
 //!    [`Driver::flush`] (and [`Driver::wait_acknowledged`] for a one-shot
 //!    command that leaves right after).
 //! 4. [`Driver::close`] gives the core back.
+//!
+//! [`Driver::run_until`] is steps 2 and 3's loop for `atm run`.
+//!
+//! The driver is not `Send` (the core holds a `Box<dyn SecureRandom>`):
+//! run it in one task, on a current-thread runtime or a `LocalSet`, and
+//! talk to it through channels.
 
 mod plaintext;
 
