@@ -82,6 +82,22 @@ fn craft(
     }
 }
 
+/// A1's user distrusts the stolen A3 while A2 is offline; A3 then sends A2
+/// `message`, stamped after the revocation, which A2 reads before the
+/// revocation (A2 stays offline). Returns A2's index.
+fn stolen_a3_speaks_to_offline_a2_after_its_revocation(
+    net: &mut Net,
+    message: TrustMessage,
+) -> usize {
+    net.offline("A2");
+    net.distrust("A1", &["A3"]);
+    let stamp = net.clock + Duration::seconds(1);
+    let a2 = net.idx("A2");
+    let received = craft(net, "A3", stamp, stamp, message);
+    net.input(a2, Input::Received(received));
+    a2
+}
+
 fn k(name: &str) -> KeyId {
     key_of(name)
 }
@@ -247,20 +263,10 @@ fn a_keys_word_about_itself_changes_and_refreshes_nothing() {
 #[test]
 fn a_revoked_device_that_vouches_for_itself_first_cannot_undo_its_revocation() {
     let mut net = meshed();
-    net.offline("A2");
-    net.distrust("A1", &["A3"]);
-    let stamp = net.clock + Duration::seconds(1);
-    let a2 = net.idx("A2");
     // The self-trust arrives before the (older) revocation.
-    net.input(
-        a2,
-        Input::Received(craft(
-            &net,
-            "A3",
-            stamp,
-            stamp,
-            message(&[("alice@example.org", &[k("A3")], &[])]),
-        )),
+    stolen_a3_speaks_to_offline_a2_after_its_revocation(
+        &mut net,
+        message(&[("alice@example.org", &[k("A3")], &[])]),
     );
     net.online("A2", false);
     for at in ["A1", "A2", "B1"] {
@@ -482,19 +488,9 @@ fn a_trust_in_the_own_key_among_other_recipients_asks_for_nothing() {
 #[test]
 fn a_revoked_devices_later_trust_falls_back_and_is_corrected_where_it_was_passed_on() {
     let mut net = meshed();
-    net.offline("A2");
-    net.distrust("A1", &["A3"]);
-    let stamp = net.clock + Duration::seconds(1);
-    let a2 = net.idx("A2");
-    net.input(
-        a2,
-        Input::Received(craft(
-            &net,
-            "A3",
-            stamp,
-            stamp,
-            message(&[("bob@example.com", &[k("M1")], &[])]),
-        )),
+    let a2 = stolen_a3_speaks_to_offline_a2_after_its_revocation(
+        &mut net,
+        message(&[("bob@example.com", &[k("M1")], &[])]),
     );
     net.run(); // A2 passes "trust M1" on to A1 before it learns of the revocation
     assert_eq!(net.level("A1", "M1"), Some(TrustLevel::Authenticated));
@@ -519,19 +515,9 @@ fn a_revoked_devices_later_trust_falls_back_and_is_corrected_where_it_was_passed
 #[test]
 fn a_revoked_devices_later_distrust_falls_back_to_the_trust_behind_it() {
     let mut net = meshed();
-    net.offline("A2");
-    net.distrust("A1", &["A3"]);
-    let stamp = net.clock + Duration::seconds(1);
-    let a2 = net.idx("A2");
-    net.input(
-        a2,
-        Input::Received(craft(
-            &net,
-            "A3",
-            stamp,
-            stamp,
-            message(&[("bob@example.com", &[], &[k("B1")])]),
-        )),
+    stolen_a3_speaks_to_offline_a2_after_its_revocation(
+        &mut net,
+        message(&[("bob@example.com", &[], &[k("B1")])]),
     );
     net.run();
     assert_eq!(net.level("A1", "B1"), Some(TrustLevel::ManuallyDistrusted));
