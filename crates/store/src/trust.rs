@@ -481,25 +481,21 @@ impl SqliteTrustStore {
             },
         )?;
         for sender in &changes.release {
-            connection
-                .prepare_cached(
-                    "DELETE FROM trust_postponed WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3",
-                )?
-                .execute(params![scope, sender.owner.as_str(), sender.key.as_bytes()])?;
+            execute_keys(
+                connection,
+                "DELETE FROM trust_postponed WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3",
+                scope,
+                &[sender],
+            )?;
         }
         for (sender, target) in &changes.evict {
-            connection
-                .prepare_cached(
-                    "DELETE FROM trust_postponed WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3 \
-                     AND owner = ?4 AND key = ?5",
-                )?
-                .execute(params![
-                    scope,
-                    sender.owner.as_str(),
-                    sender.key.as_bytes(),
-                    target.owner.as_str(),
-                    target.key.as_bytes()
-                ])?;
+            execute_keys(
+                connection,
+                "DELETE FROM trust_postponed WHERE scope = ?1 AND sender_owner = ?2 AND sender_key = ?3 \
+                 AND owner = ?4 AND key = ?5",
+                scope,
+                &[sender, target],
+            )?;
         }
         for p in &changes.postpone {
             let (seconds, nanos) = time_parts(p.decision.time);
@@ -539,18 +535,13 @@ impl SqliteTrustStore {
             )?;
         }
         for (target, source) in &changes.unstate {
-            connection
-                .prepare_cached(
-                    "DELETE FROM trust_statement WHERE scope = ?1 AND owner = ?2 AND key = ?3 \
-                     AND source_owner = ?4 AND source_key = ?5",
-                )?
-                .execute(params![
-                    scope,
-                    target.owner.as_str(),
-                    target.key.as_bytes(),
-                    source.owner.as_str(),
-                    source.key.as_bytes()
-                ])?;
+            execute_keys(
+                connection,
+                "DELETE FROM trust_statement WHERE scope = ?1 AND owner = ?2 AND key = ?3 \
+                 AND source_owner = ?4 AND source_key = ?5",
+                scope,
+                &[target, source],
+            )?;
         }
         upsert_batched(
             connection,
@@ -572,19 +563,21 @@ impl SqliteTrustStore {
             },
         )?;
         for key in &changes.unmissed {
-            connection
-                .prepare_cached(
-                    "DELETE FROM trust_missed WHERE scope = ?1 AND owner = ?2 AND key = ?3",
-                )?
-                .execute(params![scope, key.owner.as_str(), key.key.as_bytes()])?;
+            execute_keys(
+                connection,
+                "DELETE FROM trust_missed WHERE scope = ?1 AND owner = ?2 AND key = ?3",
+                scope,
+                &[key],
+            )?;
         }
         for key in &changes.missed {
-            connection
-                .prepare_cached(
-                    "INSERT INTO trust_missed (scope, owner, key) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (scope, owner, key) DO NOTHING",
-                )?
-                .execute(params![scope, key.owner.as_str(), key.key.as_bytes()])?;
+            execute_keys(
+                connection,
+                "INSERT INTO trust_missed (scope, owner, key) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (scope, owner, key) DO NOTHING",
+                scope,
+                &[key],
+            )?;
         }
         upsert_batched(
             connection,
@@ -636,6 +629,30 @@ impl SqliteTrustStore {
         }
         Ok(())
     }
+}
+
+/// Runs `sql` with the scope as `?1` and each key's owner and bytes as the
+/// following pairs of parameters.
+fn execute_keys(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    scope: i64,
+    keys: &[&KeyRef],
+) -> rusqlite::Result<()> {
+    use rusqlite::types::ValueRef::{Blob, Integer, Text};
+    let mut values = vec![Integer(scope)];
+    for key in keys {
+        values.push(Text(key.owner.as_str().as_bytes()));
+        values.push(Blob(key.key.as_bytes()));
+    }
+    connection
+        .prepare_cached(sql)?
+        .execute(rusqlite::params_from_iter(
+            values
+                .into_iter()
+                .map(rusqlite::types::ToSqlOutput::Borrowed),
+        ))?;
+    Ok(())
 }
 
 /// `INSERT OR REPLACE INTO {table_columns} VALUES (...), (...)`, 64 rows per
