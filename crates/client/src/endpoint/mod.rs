@@ -79,6 +79,11 @@ pub struct Transmit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxId(pub i64);
 
+/// How often one publication is tried before it is reported failed: a server
+/// may refuse one while the same account's other devices create the node
+/// (seen on ejabberd 23.01), and publishing is idempotent.
+const PUBLISH_ATTEMPTS: u8 = 3;
+
 #[derive(Debug, Clone)]
 enum Request {
     Publish {
@@ -86,6 +91,9 @@ enum Request {
         item: String,
         payload: Element,
         max_items: bool,
+        /// Publications tried before this one (a refused one is tried
+        /// again, up to [`PUBLISH_ATTEMPTS`] in all).
+        attempt: u8,
     },
     DeviceList(BareJid),
     Bundle(BareJid, u32),
@@ -280,6 +288,17 @@ impl Endpoint {
         item: String,
         payload: Element,
     ) -> Result<(), CoreError> {
+        self.publish_attempt(node, item, payload, 0)
+    }
+
+    /// Publishes (again, after `attempt` refusals).
+    pub(crate) fn publish_attempt(
+        &mut self,
+        node: &'static str,
+        item: String,
+        payload: Element,
+        attempt: u8,
+    ) -> Result<(), CoreError> {
         let max_items = self.max_items()?;
         self.request(
             None,
@@ -290,6 +309,7 @@ impl Endpoint {
                 item,
                 payload,
                 max_items,
+                attempt,
             },
         );
         Ok(())

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use jid::BareJid;
 use minidom::Element;
 
-use super::{Abort, Endpoint, Request, SETTING_NO_MAX_ITEMS};
+use super::{Abort, Endpoint, Request, PUBLISH_ATTEMPTS, SETTING_NO_MAX_ITEMS};
 use crate::crypto::{self, NS_DEVICES};
 use crate::error::{CoreError, Rejection};
 use crate::event::{Event, Handled};
@@ -152,13 +152,16 @@ impl Endpoint {
                 item,
                 payload,
                 max_items,
+                attempt,
             } => {
                 if !result {
                     if max_items {
                         // ejabberd refuses publish-options with max_items
                         // (servers.md): remember, and publish without it.
                         self.store.set_setting(SETTING_NO_MAX_ITEMS, "1")?;
-                        self.publish(node, item, payload)?;
+                        self.publish_attempt(node, item, payload, attempt)?;
+                    } else if attempt + 1 < PUBLISH_ATTEMPTS {
+                        self.publish_attempt(node, item, payload, attempt + 1)?;
                     } else {
                         self.events.push_back(Event::PublishFailed {
                             node: node.to_owned(),
