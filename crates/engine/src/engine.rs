@@ -192,6 +192,11 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     /// decision, and senders that asked for a sync: they are sent what they
     /// need (complete propagation).
     pub syncs: Vec<KeyRef>,
+    /// Keys newly authenticated by a trust message: the message's sender
+    /// synced them, but if it is distrusted meanwhile they would miss this
+    /// endpoint's distrusts, so they are sent those (no message when there
+    /// are none).
+    pub distrust_syncs: Vec<KeyRef>,
     /// Keys authenticated again after a distrust: if their word was dropped
     /// meanwhile, they are asked to say it again.
     pub reauthenticated: Vec<KeyRef>,
@@ -239,6 +244,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             effects: Vec::new(),
             changed: Vec::new(),
             syncs: Vec::new(),
+            distrust_syncs: Vec::new(),
             reauthenticated: Vec::new(),
             manual: Vec::new(),
             release_queue: VecDeque::new(),
@@ -805,6 +811,17 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             if !newer(&decision, &stored) {
                 return Ok(());
             }
+            // At equal times this endpoint's own word (the user's decision,
+            // or its own correction) stands: another endpoint's decision of
+            // the same instant is a copy of it or a correction derived from
+            // it, never newer news.
+            if decision.time == time {
+                let own = self.config.own.clone();
+                let own_word = self.statement(&target, &own)?;
+                if own_word.is_some_and(|s| s.decision.time == time && s.decision.kind == kind) {
+                    return Ok(());
+                }
+            }
         }
         let level = TrustLevel::of_decision(decision.kind);
         if current.level == level && current.time == Some(decision.time) {
@@ -871,6 +888,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                     }
                     if released {
                         self.syncs.push(target.clone());
+                    } else if !manual && !corrected {
+                        self.distrust_syncs.push(target.clone());
                     }
                 }
                 if manual {

@@ -69,7 +69,7 @@ pub(crate) fn plan<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>,
 /// by a released postponed decision is sent everything it needs. Everything is
 /// batched into one message per recipient account.
 fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
-    if txn.changed.is_empty() && txn.syncs.is_empty() {
+    if txn.changed.is_empty() && txn.syncs.is_empty() && txn.distrust_syncs.is_empty() {
         return Ok(Vec::new());
     }
     let own_jid = txn.config.own.owner.clone();
@@ -83,11 +83,17 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
         } else {
             &[]
         };
+        // A distrust also goes to the sender's co-recipients: one of them
+        // may hold the sender distrusted (a thief can arrange that) and so
+        // have dropped it, and a missed distrust keeps a revoked key trusted.
+        // Distrusts are rare, so the extra messages cost little; a missed
+        // trust only delays an authentication (see docs/propagation.md).
+        let distrust =
+            txn.get(&change.target)?.map(|r| r.level) == Some(TrustLevel::ManuallyDistrusted);
         for recipient in recipients.own.iter().chain(contacts) {
-            let from_there = change
-                .source
-                .as_ref()
-                .is_some_and(|s| s.sender == *recipient || s.co_recipients.contains(recipient));
+            let from_there = change.source.as_ref().is_some_and(|s| {
+                s.sender == *recipient || (!distrust && s.co_recipients.contains(recipient))
+            });
             if !from_there && *recipient != change.target {
                 needs
                     .entry(recipient.clone())
@@ -131,6 +137,27 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
                 );
             } else {
                 entry.extend(decided_own.iter().map(|k| (*k).clone()));
+            }
+        }
+    }
+    // Keys authenticated by a trust message get this endpoint's distrusts
+    // (finding 1 of the attack property tests: the sender that synced them
+    // may be distrusted before they hear of a revocation).
+    let distrust_syncs = std::mem::take(&mut txn.distrust_syncs);
+    if !distrust_syncs.is_empty() {
+        let distrusted = txn.keys_at(&[TrustLevel::ManuallyDistrusted])?;
+        if !distrusted.is_empty() {
+            for recipient in distrust_syncs {
+                if txn.get(&recipient)?.map(|r| r.level) != Some(TrustLevel::Authenticated) {
+                    continue;
+                }
+                let own = recipient.owner == own_jid;
+                let keys = distrusted
+                    .iter()
+                    .map(|(k, _)| k)
+                    .filter(|k| **k != recipient && (own || k.owner == own_jid))
+                    .cloned();
+                needs.entry(recipient.clone()).or_default().extend(keys);
             }
         }
     }
