@@ -11,6 +11,18 @@ use super::random::SecureRandom;
 
 /// Number of prekeys published (XEP-0384: "around 100").
 pub const PREKEY_TARGET: usize = 100;
+
+/// How many used prekeys stay usable for incoming key exchanges after their
+/// first use (newest kept). A contact's copy of the bundle can be older than
+/// the prekeys' use: a server that does not notify contacts of bundle
+/// changes (ejabberd 23.01 in our tests), a message written offline, two
+/// devices that picked the same prekey at once (XEP-0384 §Business Rules:
+/// postpone deletion, then move away with an empty message). Without this,
+/// such a first message is undecryptable and lost. A second key exchange on
+/// a used prekey only builds a session (the sender still needs the key
+/// exchange's secrets), and a replayed stanza is refused before decryption
+/// by the endpoint's exactly-once check.
+pub const RETAINED_USED_PREKEYS: usize = 20;
 /// Minimum number of prekeys in the bundle (XEP-0384: "at least 25").
 pub const PREKEY_MINIMUM: usize = 25;
 
@@ -31,6 +43,9 @@ pub struct Account {
     pub(crate) signed_prekey: SignedPreKey,
     pub(crate) old_signed_prekey: Option<SignedPreKey>,
     pub(crate) prekeys: BTreeMap<u32, PreKey>,
+    /// Used prekeys still accepted, oldest first (at most
+    /// [`RETAINED_USED_PREKEYS`]); never published.
+    pub(crate) used_prekeys: std::collections::VecDeque<PreKey>,
     pub(crate) next_prekey_id: u32,
 }
 
@@ -75,6 +90,7 @@ impl Account {
             signed_prekey,
             old_signed_prekey: None,
             prekeys: BTreeMap::new(),
+            used_prekeys: std::collections::VecDeque::new(),
             next_prekey_id: 1,
         };
         account.replenish_prekeys(rng)?;
@@ -103,6 +119,7 @@ impl Account {
                 .into_iter()
                 .map(|prekey| (prekey.id, prekey))
                 .collect(),
+            used_prekeys: std::collections::VecDeque::new(),
             next_prekey_id,
         }
     }
@@ -143,8 +160,19 @@ impl Account {
 
     /// Removes a prekey used by a key exchange. Returns whether it existed.
     /// Call [`Account::replenish_prekeys`] afterwards and republish the bundle.
+    ///
+    /// The removed prekey stays usable for incoming key exchanges among the
+    /// [`RETAINED_USED_PREKEYS`] most recently used ones.
     pub fn remove_prekey(&mut self, id: u32) -> bool {
-        self.prekeys.remove(&id).is_some()
+        let Some(prekey) = self.prekeys.remove(&id) else {
+            return false;
+        };
+        self.used_prekeys.retain(|used| used.id != id);
+        self.used_prekeys.push_back(prekey);
+        while self.used_prekeys.len() > RETAINED_USED_PREKEYS {
+            self.used_prekeys.pop_front();
+        }
+        true
     }
 
     /// Tops the prekey pool up to [`PREKEY_TARGET`] with fresh ids; returns how
@@ -209,7 +237,9 @@ impl Account {
     }
 
     pub(crate) fn prekey_by_id(&self, id: u32) -> Option<&PreKey> {
-        self.prekeys.get(&id)
+        self.prekeys
+            .get(&id)
+            .or_else(|| self.used_prekeys.iter().find(|used| used.id == id))
     }
 }
 

@@ -66,7 +66,7 @@ pub mod state;
 pub mod store;
 pub mod x3dh;
 
-pub use account::{Account, PREKEY_MINIMUM, PREKEY_TARGET};
+pub use account::{Account, PREKEY_MINIMUM, PREKEY_TARGET, RETAINED_USED_PREKEYS};
 pub use error::{
     DecryptError, KeyError, KeyExchangeError, PayloadError, ProtoError, RandomError, StateError,
 };

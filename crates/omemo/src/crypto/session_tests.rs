@@ -259,14 +259,31 @@ fn key_exchange_refusals() {
         receive(&bob.account, None, None, &first.bytes, false, &mut bob.rng).unwrap_err(),
         DecryptError::NoSession
     );
-    // Prekey already used and removed: a replayed key exchange is refused.
+    // Prekey used and removed: still accepted while it is among the
+    // RETAINED_USED_PREKEYS most recently used (a contact's stale copy of the
+    // bundle), refused once that many others were used after it.
     let received = receive(&bob.account, None, None, &first.bytes, true, &mut bob.rng).unwrap();
     let prekey = received.consumed_prekey.unwrap();
-    bob.account.remove_prekey(prekey);
+    assert!(bob.account.remove_prekey(prekey));
+    assert!(!bob.account.remove_prekey(prekey));
+    let again = receive(&bob.account, None, None, &first.bytes, true, &mut bob.rng).unwrap();
+    assert_eq!(again.consumed_prekey, Some(prekey));
+    let restored = Account::from_bytes(&bob.account.to_bytes()).unwrap();
+    assert!(receive(&restored, None, None, &first.bytes, true, &mut bob.rng).is_ok());
+    let others: Vec<u32> = bob.account.bundle().prekeys.keys().copied().collect();
+    for other in others.iter().take(crate::crypto::RETAINED_USED_PREKEYS - 1) {
+        assert!(bob.account.remove_prekey(*other));
+    }
+    assert!(receive(&bob.account, None, None, &first.bytes, true, &mut bob.rng).is_ok());
+    assert!(bob
+        .account
+        .remove_prekey(others[crate::crypto::RETAINED_USED_PREKEYS - 1]));
     assert_eq!(
         receive(&bob.account, None, None, &first.bytes, true, &mut bob.rng).unwrap_err(),
         DecryptError::KeyExchange(KeyExchangeError::UnknownPreKey { id: prekey })
     );
+    let restored = Account::from_bytes(&bob.account.to_bytes()).unwrap();
+    assert!(receive(&restored, None, None, &first.bytes, true, &mut bob.rng).is_err());
     // Replayed key exchange against the session it built: duplicate.
     assert_eq!(
         receive(

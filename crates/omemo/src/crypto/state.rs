@@ -9,7 +9,7 @@ use chrono::DateTime;
 use prost::Message;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use super::account::Account;
+use super::account::{Account, RETAINED_USED_PREKEYS};
 use super::error::{ProtoError, StateError};
 use super::keys::{IdentityKeyPair, IdentityPublicKey, PreKey, SignedPreKey, X25519KeyPair};
 use super::ratchet::{Chain, DoubleRatchet, SkippedKey};
@@ -66,6 +66,10 @@ struct AccountWire {
     prekeys: Vec<PreKeyWire>,
     #[prost(uint32, tag = "6")]
     next_prekey_id: u32,
+    /// Used prekeys still accepted, oldest first (absent in accounts
+    /// written before they were kept: none then).
+    #[prost(message, repeated, tag = "7")]
+    used_prekeys: Vec<PreKeyWire>,
 }
 
 #[derive(Clone, PartialEq, Message, Zeroize, ZeroizeOnDrop)]
@@ -222,6 +226,14 @@ impl Account {
                 })
                 .collect(),
             next_prekey_id: self.next_prekey_id,
+            used_prekeys: self
+                .used_prekeys
+                .iter()
+                .map(|prekey| PreKeyWire {
+                    id: prekey.id,
+                    private: prekey.key_pair.private().to_vec(),
+                })
+                .collect(),
         };
         Zeroizing::new(wire.encode_to_vec())
     }
@@ -251,6 +263,21 @@ impl Account {
                 },
             );
         }
+        let mut used_prekeys = VecDeque::new();
+        for prekey in wire
+            .used_prekeys
+            .iter()
+            .rev()
+            .take(RETAINED_USED_PREKEYS)
+            .rev()
+        {
+            let key_pair =
+                X25519KeyPair::from_private(array(&prekey.private, NAME, "used prekey private")?);
+            used_prekeys.push_back(PreKey {
+                id: prekey.id,
+                key_pair,
+            });
+        }
         Ok(Self {
             identity: IdentityKeyPair::from_seed(&seed),
             signed_prekey: signed_prekey_from_wire(signed)?,
@@ -260,6 +287,7 @@ impl Account {
                 .map(signed_prekey_from_wire)
                 .transpose()?,
             prekeys,
+            used_prekeys,
             next_prekey_id: wire.next_prekey_id,
         })
     }
@@ -405,7 +433,16 @@ mod format_stability {
 
     #[test]
     fn version_1_state_reads_back_and_does_not_drift() {
-        let (account, session) = deterministic_states();
+        let (mut account, session) = deterministic_states();
+        // Used prekeys kept for late key exchanges are an additive field
+        // (tag 7): a state with them reads back whole, and without them
+        // encodes exactly as version 1 always did (earlier builds skip the
+        // field, so going back a version loses only them).
+        assert_eq!(account.used_prekeys.len(), 1);
+        let with_used = Account::from_bytes(&account.to_bytes()).unwrap();
+        assert_eq!(with_used.used_prekeys.len(), 1);
+        assert_eq!(with_used.used_prekeys[0].id, account.used_prekeys[0].id);
+        account.used_prekeys.clear();
         if let Ok(directory) = std::env::var("ATM_WRITE_STATE_VECTORS") {
             let directory = std::path::Path::new(&directory);
             std::fs::write(directory.join("state_v1_account.bin"), account.to_bytes()).unwrap();
@@ -418,5 +455,9 @@ mod format_stability {
         let restored = Session::from_bytes(session_v1).unwrap();
         assert_eq!(restored.ratchet().skipped_key_count(), 1);
         assert_eq!(Account::from_bytes(account_v1).unwrap().prekey_count(), 99);
+        assert!(Account::from_bytes(account_v1)
+            .unwrap()
+            .used_prekeys
+            .is_empty());
     }
 }
