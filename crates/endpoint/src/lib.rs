@@ -829,6 +829,10 @@ impl Driver {
                     self.bound = full;
                 }
                 self.resets += 1;
+                // The core hands out again every stored stanza the server
+                // has not acknowledged (`Endpoint::start`): the tokens of
+                // the lost stream are forgotten.
+                self.unacked.clear();
                 self.online().await
             }
             Some(StreamEvent::Stream(Status::Suspended | Status::Resumed)) => Ok(()),

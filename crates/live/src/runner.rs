@@ -81,9 +81,10 @@ pub struct LiveOptions {
     pub settle_limit: Duration,
     /// The quiet period of the settling rule.
     pub quiet: Duration,
-    /// Fault injection: restart the (private) server after these steps
-    /// (indexes into `steps`), then wait until every online endpoint has
-    /// reconnected.
+    /// Fault injection: restart the (private) server right after these
+    /// steps (indexes into `steps`) were played, before the network settles
+    /// (their trust messages may be in flight), then wait until every
+    /// online endpoint has reconnected.
     pub restart_server_after: Vec<usize>,
 }
 
@@ -831,17 +832,20 @@ impl<'a> Live<'a> {
         let mut failures: Vec<(usize, String)> = Vec::new();
         let mut step_lines: Vec<Vec<String>> = Vec::new();
         for (index, step) in steps.iter().enumerate() {
-            let mut found = match self.step(step).await {
-                Ok(()) => self.settle().await.err().into_iter().collect(),
+            let played = self.step(step).await;
+            let mut found = Vec::new();
+            if self.options.restart_server_after.contains(&index) {
+                // Before settling: what the step sent may be in flight.
+                if let Err(e) = self.restart_server().await {
+                    found.push(e);
+                }
+            }
+            match played {
+                Ok(()) => found.extend(self.settle().await.err()),
                 Err(message) => {
                     // Whatever the step started still settles.
                     let _ = self.settle().await;
-                    vec![message]
-                }
-            };
-            if self.options.restart_server_after.contains(&index) {
-                if let Err(e) = self.restart_server().await {
-                    found.push(e);
+                    found.push(message);
                 }
             }
             match self.check(step) {

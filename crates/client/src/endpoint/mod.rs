@@ -380,7 +380,9 @@ impl Endpoint {
     ];
 
     /// Call once connected (and after every reconnect that lost the
-    /// stream's state): forgets the requests of the earlier stream, enables carbons,
+    /// stream's state): forgets the requests of the earlier stream, hands
+    /// out every stored stanza not reported [`Endpoint::sent`] again
+    /// ([`Endpoint::poll_transmit`]), enables carbons,
     /// publishes the bundle, fetches the own and the contacts' device lists
     /// (the own one is republished with this device if it is missing).
     /// The driver sends initial presence with `urn:xmpp:omemo:2:devices+notify`
@@ -392,8 +394,11 @@ impl Endpoint {
     /// A store failure.
     pub fn start(&mut self) -> Result<(), CoreError> {
         // A new session: answers to the requests of an earlier stream never
-        // come (a resumed stream needs no start).
+        // come (a resumed stream needs no start), and every stored stanza
+        // the server has not acknowledged is handed out again (a receiver
+        // recognises a copy it already has).
         self.requests.clear();
+        self.outbox_polled = 0;
         let enable = builder("enable", stanza::NS_CARBONS).build();
         self.request(None, "set", enable, Request::Carbons);
         self.publish_bundle()?;
