@@ -38,6 +38,30 @@ fn trust_maps(json: &serde_json::Value) -> serde_json::Value {
     serde_json::Value::Object(maps)
 }
 
+fn owners(list: &serde_json::Value) -> Vec<(String, Vec<String>, Vec<String>)> {
+    let sorted = |v: &serde_json::Value| {
+        let mut names: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["jid"].as_str().unwrap().to_owned(),
+                sorted(&o["trust"]),
+                sorted(&o["distrust"]),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn replay_inject_and_per_account_keys_are_refused_with_exit_2_before_anything_runs() {
     let cases = [
@@ -130,7 +154,8 @@ fn a_live_run_ends_as_the_sim_and_a_failed_expectation_exits_1() {
     for (l, s) in messages.iter().zip(sim["messages"].as_array().unwrap()) {
         assert_eq!(l["from"], s["from"]);
         assert_eq!(l["to"], s["to"]);
-        assert_eq!(l["key_owners"], s["key_owners"]);
+        // Keys are listed in key order: real keys sort differently.
+        assert_eq!(owners(&l["key_owners"]), owners(&s["key_owners"]));
     }
     // A failed expectation over XMPP: exit 1, every step still runs.
     let dir = tempfile::tempdir().unwrap();
@@ -190,4 +215,57 @@ fn a_live_run_ends_as_the_sim_and_a_failed_expectation_exits_1() {
     );
     assert_eq!(again.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds an endpoint's state"));
+}
+
+#[test]
+fn a_running_server_at_host_port_with_its_ca_gets_the_accounts_by_in_band_registration() {
+    let server = atm_xmpp_server::Server::start(atm_xmpp_server::Kind::Prosody)
+        .unwrap_or_else(|e| panic!("the private Prosody did not start: {e}"));
+    let address = server.c2s_addr().to_string();
+    let ca = server.ca_pem_path().to_str().unwrap().to_owned();
+    let file = example("distrust-contact-device.json");
+    let args = [
+        "--json",
+        "--transport",
+        "xmpp",
+        "--server",
+        &address,
+        "--ca",
+        &ca,
+    ];
+    // Twice on the same server: each run registers its own accounts.
+    for _ in 0..2 {
+        let out = run(&args, &file);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let live = json(&out);
+        let sim = json(&run(&["--json"], &file));
+        assert_eq!(trust_maps(&live), trust_maps(&sim));
+        // The output names the scenario's accounts, not the registered ones.
+        assert_eq!(live["endpoints"]["A1"]["jid"], "alice@example.org");
+    }
+    // A CA that did not sign the server's certificate: the login fails (exit 3).
+    let other = atm_xmpp_server::Server::start(atm_xmpp_server::Kind::Prosody).unwrap();
+    let wrong_ca = other.ca_pem_path().to_str().unwrap().to_owned();
+    let out = run(
+        &[
+            "--transport",
+            "xmpp",
+            "--server",
+            &address,
+            "--ca",
+            &wrong_ca,
+        ],
+        &file,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -856,8 +856,8 @@ impl<'a> Live<'a> {
             step_lines.push(std::mem::take(&mut self.lines));
         }
         let counts = self.counts_now()?;
-        let json = self.to_json(&failures, &counts)?;
-        let text = self.to_text(&steps, &step_lines, &failures, &counts);
+        let json = self.json_object(&failures, &counts)?;
+        let text = self.timeline(&steps, &step_lines, &failures, &counts);
         Ok((failures.is_empty(), json, text))
     }
 
@@ -1215,7 +1215,11 @@ impl<'a> Live<'a> {
         Ok(counts)
     }
 
-    fn to_json(&mut self, failures: &[(usize, String)], counts: &Counts) -> Result<Value, String> {
+    fn json_object(
+        &mut self,
+        failures: &[(usize, String)],
+        counts: &Counts,
+    ) -> Result<Value, String> {
         let mut endpoints = serde_json::Map::new();
         for i in 0..self.nodes.len() {
             if !self.nodes[i].exists() {
@@ -1271,7 +1275,7 @@ impl<'a> Live<'a> {
         }))
     }
 
-    fn to_text(
+    fn timeline(
         &self,
         steps: &[Step],
         lines: &[Vec<String>],
