@@ -380,7 +380,7 @@ impl Endpoint {
     ];
 
     /// Call once connected (and after every reconnect that lost the
-    /// stream's state): forgets the requests of the earlier stream, hands
+    /// stream's state): forgets the requests sent on the earlier stream, hands
     /// out every stored stanza not reported [`Endpoint::sent`] again
     /// ([`Endpoint::poll_transmit`]), enables carbons,
     /// publishes the bundle, fetches the own and the contacts' device lists
@@ -393,11 +393,17 @@ impl Endpoint {
     /// # Errors
     /// A store failure.
     pub fn start(&mut self) -> Result<(), CoreError> {
-        // A new session: answers to the requests of an earlier stream never
-        // come (a resumed stream needs no start), and every stored stanza
+        // A new session: answers to the requests sent on an earlier stream
+        // never come (a resumed stream needs no start; requests not handed
+        // out yet stay), and every stored stanza
         // the server has not acknowledged is handed out again (a receiver
         // recognises a copy it already has).
-        self.requests.clear();
+        let queued: HashSet<String> = self
+            .transmit
+            .iter()
+            .filter_map(|stanza| stanza.attr("id").map(str::to_owned))
+            .collect();
+        self.requests.retain(|id, _| queued.contains(id));
         self.outbox_polled = 0;
         let enable = builder("enable", stanza::NS_CARBONS).build();
         self.request(None, "set", enable, Request::Carbons);
