@@ -109,3 +109,32 @@ pub enum Handled {
     /// Refused; also reported as [`Event::Rejected`].
     Rejected(Rejection),
 }
+
+/// A trust message in the log of [`crate::Options::record_traffic`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Traffic {
+    /// The engine sent a trust message (stored in the outbox).
+    Sent {
+        /// The `id` of the `<message>` stanza.
+        id: String,
+        /// The account it is addressed to.
+        to: BareJid,
+        /// The keys it was encrypted for.
+        recipients: Vec<KeyRef>,
+        /// Its SCE time.
+        time: DateTime<Utc>,
+        /// The trust-message element as sent.
+        xml: String,
+    },
+    /// An OMEMO message encrypted for this device arrived and was processed
+    /// once (duplicates are not logged again).
+    Arrived {
+        /// The sender's account.
+        from: BareJid,
+        /// The `id` of the `<message>` stanza.
+        id: Option<String>,
+        /// Whether it was a trust message the engine read (`false`: refused,
+        /// or not a trust message).
+        trust_message: bool,
+    },
+}

@@ -95,11 +95,11 @@ mod stanza;
 
 pub use commands::{ChatSent, Decided, KeyInfo, Status};
 pub use endpoint::{
-    CrashPoint, Endpoint, Options, OutboxId, Transmit, DATABASE_FILE, PROCESSED_RETENTION,
-    SIGNED_PREKEY_PERIOD,
+    CrashPoint, DeviceLearning, Endpoint, Options, OutboxId, Transmit, DATABASE_FILE,
+    PROCESSED_RETENTION, SIGNED_PREKEY_PERIOD,
 };
 pub use error::{CommandError, CoreError, OpenError, Rejection};
-pub use event::{Event, Handled};
+pub use event::{Event, Handled, Traffic};
 pub use stanza::Channel;
 
 /// Namespaces of the stanzas the core reads and writes.

@@ -245,6 +245,8 @@ pub struct Driver {
     events: VecDeque<Event>,
     settings: Settings,
     last_maintain: Instant,
+    /// `Some` while holding (see [`Driver::connect_holding`]).
+    held: Option<Vec<Stanza>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -397,6 +399,34 @@ impl Driver {
         password: &str,
         settings: Settings,
     ) -> Result<Self, DriverError> {
+        Self::connect_inner(core, connector, password, settings, false).await
+    }
+
+    /// [`Driver::connect`], but every `<message>` and every answer the
+    /// server sends is held back, not handed to the core, until
+    /// [`Driver::release_held`]: what the server kept for the device (offline
+    /// storage, the archive) can then be handed over in another order (the
+    /// scenario runner's `"order": "reverse"`). [`Driver::holds_archive_end`]
+    /// tells when the archive's first answer is among what is held.
+    ///
+    /// # Errors
+    /// See [`Driver::connect`].
+    pub async fn connect_holding<C: ServerConnector>(
+        core: Endpoint,
+        connector: C,
+        password: &str,
+        settings: Settings,
+    ) -> Result<Self, DriverError> {
+        Self::connect_inner(core, connector, password, settings, true).await
+    }
+
+    async fn connect_inner<C: ServerConnector>(
+        core: Endpoint,
+        connector: C,
+        password: &str,
+        settings: Settings,
+        hold: bool,
+    ) -> Result<Self, DriverError> {
         let account = core.jid().clone();
         let resource = format!("atm-{}", core.device_id());
         let full = account
@@ -466,6 +496,7 @@ impl Driver {
             events: VecDeque::new(),
             settings,
             last_maintain: Instant::now(),
+            held: hold.then(Vec::new),
         };
         driver.online().await?;
         Ok(driver)
@@ -699,10 +730,63 @@ impl Driver {
             Stanza::Presence(presence) => return self.presence(presence).await,
             _ => {}
         }
+        if let Some(held) = self.held.as_mut() {
+            held.push(stanza);
+            return Ok(());
+        }
         let element = Element::from(stanza);
         self.core.handle_stanza(&element, Utc::now())?;
         self.collect_events();
         Ok(())
+    }
+
+    /// Whether an answer of the archive (a MAM `<fin/>`) is among the held
+    /// stanzas: everything the server kept offline came before it.
+    pub fn holds_archive_end(&self) -> bool {
+        self.held.as_ref().is_some_and(|held| {
+            held.iter().any(|stanza| match stanza {
+                Stanza::Iq(Iq::Result {
+                    payload: Some(payload),
+                    ..
+                }) => payload.is("fin", atm_client::ns::NS_MAM),
+                _ => false,
+            })
+        })
+    }
+
+    /// How many stanzas are held.
+    pub fn held(&self) -> usize {
+        self.held.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Stops holding and hands the held stanzas to the core: first the
+    /// messages that are not PEP notifications (the kept and archived
+    /// messages), newest first if `reverse`, then everything else in the
+    /// order received. Does nothing if the driver does not hold.
+    ///
+    /// # Errors
+    /// A core failure; see [`Driver::flush`].
+    pub async fn release_held(&mut self, reverse: bool) -> Result<(), DriverError> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        let (mut messages, rest): (Vec<Stanza>, Vec<Stanza>) =
+            held.into_iter().partition(|stanza| match stanza {
+                Stanza::Message(message) => !message
+                    .payloads
+                    .iter()
+                    .any(|p| p.is("event", ns::PUBSUB_EVENT)),
+                _ => false,
+            });
+        if reverse {
+            messages.reverse();
+        }
+        for stanza in messages.into_iter().chain(rest) {
+            let element = Element::from(stanza);
+            self.core.handle_stanza(&element, Utc::now())?;
+            self.collect_events();
+        }
+        self.flush().await
     }
 
     /// Waits at most `limit` for what the server sends and processes it
@@ -745,6 +829,10 @@ impl Driver {
                     self.bound = full;
                 }
                 self.resets += 1;
+                // The core hands out again every stored stanza the server
+                // has not acknowledged (`Endpoint::start`): the tokens of
+                // the lost stream are forgotten.
+                self.unacked.clear();
                 self.online().await
             }
             Some(StreamEvent::Stream(Status::Suspended | Status::Resumed)) => Ok(()),

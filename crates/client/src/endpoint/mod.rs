@@ -16,7 +16,7 @@ use minidom::Element;
 
 use crate::crypto::{self, Target, NS_BUNDLES, NS_DEVICES};
 use crate::error::{CoreError, OpenError, Rejection};
-use crate::event::{Event, Handled};
+use crate::event::{Event, Handled, Traffic};
 use crate::stanza::{self, builder, nc, Channel, NS_CLIENT, NS_HINTS};
 
 /// The database file inside a state directory.
@@ -53,6 +53,27 @@ pub struct Options {
     pub durability: Durability,
     /// Which trust messages are sent.
     pub propagation: Propagation,
+    /// When a device that appears in a device list is learned.
+    pub device_learning: DeviceLearning,
+    /// Keep a log of the trust messages sent and received, for
+    /// [`Endpoint::take_traffic`] (a scenario runner's counters and
+    /// settling; off for real use).
+    pub record_traffic: bool,
+}
+
+/// When a device that appears in a device list becomes a key the engine
+/// knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceLearning {
+    /// At once: its bundle is fetched as soon as the device list names it
+    /// (what a real client does).
+    #[default]
+    Automatic,
+    /// Only when asked by [`Endpoint::learn_device`]: device lists are
+    /// stored, bundles of new devices are not fetched, bundle
+    /// notifications update only devices learned before. For the scenario
+    /// runner, whose `fetch` step decides when a key becomes known.
+    OnRequest,
 }
 
 impl Default for Options {
@@ -60,6 +81,8 @@ impl Default for Options {
         Options {
             durability: Durability::Full,
             propagation: Propagation::Complete,
+            device_learning: DeviceLearning::Automatic,
+            record_traffic: false,
         }
     }
 }
@@ -120,6 +143,11 @@ pub struct Endpoint {
     outbox_polled: i64,
     pub(crate) events: VecDeque<Event>,
     crash_point: Option<CrashPoint>,
+    pub(crate) device_learning: DeviceLearning,
+    /// `Some` with [`Options::record_traffic`]: the committed log.
+    pub(crate) traffic: Option<Vec<Traffic>>,
+    /// What the open unit of work logged (moved to `traffic` at its commit).
+    pub(crate) traffic_unit: Vec<Traffic>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -228,6 +256,9 @@ impl Endpoint {
             outbox_polled: 0,
             events: VecDeque::new(),
             crash_point: None,
+            device_learning: options.device_learning,
+            traffic: options.record_traffic.then(Vec::new),
+            traffic_unit: Vec::new(),
         })
     }
 
@@ -348,7 +379,10 @@ impl Endpoint {
         "urn:xmpp:omemo:2:bundles+notify",
     ];
 
-    /// Call once connected (and after every reconnect): enables carbons,
+    /// Call once connected (and after every reconnect that lost the
+    /// stream's state): forgets the requests sent on the earlier stream, hands
+    /// out every stored stanza not reported [`Endpoint::sent`] again
+    /// ([`Endpoint::poll_transmit`]), enables carbons,
     /// publishes the bundle, fetches the own and the contacts' device lists
     /// (the own one is republished with this device if it is missing).
     /// The driver sends initial presence with `urn:xmpp:omemo:2:devices+notify`
@@ -359,6 +393,18 @@ impl Endpoint {
     /// # Errors
     /// A store failure.
     pub fn start(&mut self) -> Result<(), CoreError> {
+        // A new session: answers to the requests sent on an earlier stream
+        // never come (a resumed stream needs no start; requests not handed
+        // out yet stay), and every stored stanza
+        // the server has not acknowledged is handed out again (a receiver
+        // recognises a copy it already has).
+        let queued: HashSet<String> = self
+            .transmit
+            .iter()
+            .filter_map(|stanza| stanza.attr("id").map(str::to_owned))
+            .collect();
+        self.requests.retain(|id, _| queued.contains(id));
+        self.outbox_polled = 0;
         let enable = builder("enable", stanza::NS_CARBONS).build();
         self.request(None, "set", enable, Request::Carbons);
         self.publish_bundle()?;
@@ -455,6 +501,29 @@ impl Endpoint {
         Ok(self.store.remove_outbox(id.0)?)
     }
 
+    /// Asks for the bundle of `jid`'s device `device_id`: once it arrives
+    /// and verifies, its key is learned (at the policy's level). The way to
+    /// learn a device under [`DeviceLearning::OnRequest`]; harmless under
+    /// [`DeviceLearning::Automatic`].
+    pub fn learn_device(&mut self, jid: &BareJid, device_id: u32) {
+        self.fetch_bundle(jid, device_id);
+    }
+
+    /// How many of the core's requests (PEP, archive, carbons) still wait
+    /// for the server's answer.
+    pub fn pending_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// The trust messages sent and received since the last call, in order
+    /// (empty unless [`Options::record_traffic`]).
+    pub fn take_traffic(&mut self) -> Vec<Traffic> {
+        self.traffic
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -533,10 +602,15 @@ impl Endpoint {
         work: impl FnOnce(&mut Self) -> Result<T, Abort>,
     ) -> Result<T, Abort> {
         self.store.begin().map_err(CoreError::from)?;
+        self.traffic_unit.clear();
         match work(self) {
             Ok(value) => {
                 self.crash(CrashPoint::BeforeCommit)?;
                 self.store.commit().map_err(CoreError::from)?;
+                let logged = std::mem::take(&mut self.traffic_unit);
+                if let Some(traffic) = self.traffic.as_mut() {
+                    traffic.extend(logged);
+                }
                 Ok(value)
             }
             Err(Abort::Core(CoreError::Crashed(point))) if point != CrashPoint::StoreFailure => {
@@ -585,7 +659,22 @@ impl Endpoint {
                 Effect::Send(outgoing) => {
                     let mut content = vec![Element::from(&outgoing.message)];
                     content.extend(outgoing.decision_times.to_element(now));
-                    self.send_encrypted(&outgoing.to, &outgoing.recipients, content, now, events)?;
+                    let (_, sent) = self.send_encrypted_logged(
+                        &outgoing.to,
+                        &outgoing.recipients,
+                        content,
+                        now,
+                        events,
+                    )?;
+                    if let (Some((id, recipients)), true) = (sent, self.traffic.is_some()) {
+                        self.traffic_unit.push(Traffic::Sent {
+                            id,
+                            to: outgoing.to.clone(),
+                            recipients,
+                            time: now,
+                            xml: outgoing.message.to_xml(),
+                        });
+                    }
                 }
                 Effect::Postponed { sender, decision } => events.push(Event::DecisionPostponed {
                     sender,
@@ -615,25 +704,45 @@ impl Endpoint {
         now: DateTime<Utc>,
         events: &mut Vec<Event>,
     ) -> Result<usize, CoreError> {
+        Ok(self
+            .send_encrypted_logged(to, keys, content, now, events)?
+            .0)
+    }
+
+    /// [`Endpoint::send_encrypted`], also returning the stanza's id and the
+    /// keys it was encrypted for (`None` if it was not sent: no device).
+    #[allow(clippy::type_complexity)]
+    fn send_encrypted_logged(
+        &mut self,
+        to: &BareJid,
+        keys: &[KeyRef],
+        content: Vec<Element>,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<(usize, Option<(String, Vec<KeyRef>)>), CoreError> {
         let mut targets = Vec::new();
+        let mut reached = Vec::new();
         for key in keys {
             match self
                 .store
                 .device_with_identity(&key.owner, key.key.as_bytes())?
             {
                 Some(device) => match device.bundle {
-                    Some(bundle) => targets.push(Target {
-                        jid: device.jid,
-                        device_id: device.device_id,
-                        bundle,
-                    }),
+                    Some(bundle) => {
+                        reached.push(key.clone());
+                        targets.push(Target {
+                            jid: device.jid,
+                            device_id: device.device_id,
+                            bundle,
+                        });
+                    }
                     None => events.push(Event::RecipientUnknown { key: key.clone() }),
                 },
                 None => events.push(Event::RecipientUnknown { key: key.clone() }),
             }
         }
         if targets.is_empty() {
-            return Ok(0);
+            return Ok((0, None));
         }
         let encrypted = crypto::encrypt(
             &mut self.store,
@@ -649,12 +758,12 @@ impl Endpoint {
         let message = builder("message", NS_CLIENT)
             .attr(nc("type"), "chat")
             .attr(nc("to"), to.as_str())
-            .attr(nc("id"), id)
+            .attr(nc("id"), id.clone())
             .append(encrypted)
             .append(builder("store", NS_HINTS).build())
             .build();
         self.store.push_outbox(&String::from(&message))?;
-        Ok(targets.len())
+        Ok((targets.len(), Some((id, reached))))
     }
 }
 

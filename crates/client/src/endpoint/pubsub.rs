@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use jid::BareJid;
 use minidom::Element;
 
-use super::{Abort, Endpoint, Request, PUBLISH_ATTEMPTS, SETTING_NO_MAX_ITEMS};
+use super::{Abort, DeviceLearning, Endpoint, Request, PUBLISH_ATTEMPTS, SETTING_NO_MAX_ITEMS};
 use crate::crypto::{self, NS_DEVICES};
 use crate::error::{CoreError, Rejection};
 use crate::event::{Event, Handled};
@@ -40,8 +40,10 @@ impl Endpoint {
             }
         };
         self.store.commit()?;
-        for id in missing {
-            self.fetch_bundle(owner, id);
+        if self.device_learning == DeviceLearning::Automatic {
+            for id in missing {
+                self.fetch_bundle(owner, id);
+            }
         }
         Ok(Handled::DeviceList)
     }

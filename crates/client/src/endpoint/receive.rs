@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use jid::BareJid;
 use minidom::Element;
 
-use super::{Abort, CrashPoint, Endpoint, Request, SETTING_ARCHIVE};
+use super::{Abort, CrashPoint, DeviceLearning, Endpoint, Request, SETTING_ARCHIVE};
 use crate::crypto::{self, DecryptFailure, OmemoMessage, NS_BUNDLES, NS_DEVICES};
 use crate::error::{CoreError, Rejection};
-use crate::event::{Event, Handled};
+use crate::event::{Event, Handled, Traffic};
 use crate::stanza::{self, Channel, Unwrapped, NS_CLIENT};
 
 impl Endpoint {
@@ -109,11 +109,15 @@ impl Endpoint {
         items: &Element,
         now: DateTime<Utc>,
     ) -> Result<Handled, Result<Rejection, CoreError>> {
+        // Under `OnRequest`, only devices learned before (bundle stored):
+        // a notification must not teach a key nobody asked for.
+        let only_learned = self.device_learning == DeviceLearning::OnRequest;
         let known: Vec<u32> = self
             .store
             .devices_of(owner)
             .map_err(|e| Err(e.into()))?
             .into_iter()
+            .filter(|d| !only_learned || d.identity.is_some())
             .map(|d| d.device_id)
             .collect();
         let mut handled = Handled::Ignored;
@@ -213,6 +217,15 @@ impl Endpoint {
             }
             Ok(acted)
         });
+        if let Some(traffic) = self.traffic.as_mut() {
+            if !matches!(outcome, Err(Abort::Core(_) | Abort::Replay)) {
+                traffic.push(Traffic::Arrived {
+                    from: sender.clone(),
+                    id: message.attr("id").map(str::to_owned),
+                    trust_message: matches!(outcome, Ok((Handled::TrustMessage, _))),
+                });
+            }
+        }
         let refused = match outcome {
             Ok((handled, bundle_changed)) => {
                 self.events.extend(events);
