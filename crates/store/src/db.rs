@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_endpoint.sql",
         sql: include_str!("../migrations/0004_endpoint.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_trust_refs.sql",
+        sql: include_str!("../migrations/0005_trust_refs.sql"),
+    },
 ];
 
 /// The schema version this program writes and reads.
