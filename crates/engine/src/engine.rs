@@ -12,7 +12,7 @@ use crate::io::{Cause, Config, Effect, EngineError, IgnoreReason, Input, Receive
 use crate::level::{DecisionKind, KeyMode, Policy, TrustLevel};
 use crate::store::{
     Changeset, Confirmation, Decision, KeyRecord, KeyRef, Pending, Postponed, Revocation,
-    Statement, TrustStore,
+    Statement, TrustStore, Word,
 };
 
 type Result<T, S> = std::result::Result<T, EngineError<<S as TrustStore>::Error>>;
@@ -182,8 +182,8 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     now: DateTime<Utc>,
     /// Keys read or written in this input (`None`: known not to exist).
     overlay: HashMap<KeyRef, Option<KeyRecord>>,
-    /// Written keys, by owner, in write order.
-    written: BTreeMap<BareJid, BTreeSet<KeyId>>,
+    /// Written keys, by owner, with their records (as in `overlay`).
+    written: BTreeMap<BareJid, BTreeMap<KeyId, KeyRecord>>,
     pub changes: Changeset,
     pub effects: Vec<Effect>,
     /// Changes to pass on, in order.
@@ -266,11 +266,23 @@ impl<'a, S: TrustStore> Txn<'a, S> {
     }
 
     fn set(&mut self, key: &KeyRef, record: KeyRecord) {
-        self.overlay.insert(key.clone(), Some(record));
-        self.written
-            .entry(key.owner.clone())
-            .or_default()
-            .insert(key.key.clone());
+        match self.overlay.get_mut(key) {
+            Some(slot) => *slot = Some(record),
+            None => {
+                self.overlay.insert(key.clone(), Some(record));
+            }
+        }
+        match self.written.get_mut(&key.owner) {
+            Some(keys) => {
+                keys.insert(key.key.clone(), record);
+            }
+            None => {
+                self.written
+                    .entry(key.owner.clone())
+                    .or_default()
+                    .insert(key.key.clone(), record);
+            }
+        }
     }
 
     /// Every known key of `owner`, with this input's writes.
@@ -282,12 +294,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .into_iter()
             .collect();
         if let Some(written) = self.written.get(owner) {
-            for key in written {
-                if let Some(Some(record)) =
-                    self.overlay.get(&KeyRef::new(owner.clone(), key.clone()))
-                {
-                    keys.insert(key.clone(), *record);
-                }
+            for (key, record) in written {
+                keys.insert(key.clone(), *record);
             }
         }
         Ok(keys.into_iter().collect())
@@ -302,14 +310,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .into_iter()
             .collect();
         for (owner, written) in &self.written {
-            for key in written {
+            for (key, record) in written {
                 let key = KeyRef::new(owner.clone(), key.clone());
-                if let Some(Some(record)) = self.overlay.get(&key) {
-                    if levels.contains(&record.level) {
-                        keys.insert(key, *record);
-                    } else {
-                        keys.remove(&key);
-                    }
+                if levels.contains(&record.level) {
+                    keys.insert(key, *record);
+                } else {
+                    keys.remove(&key);
                 }
             }
         }
@@ -340,17 +346,17 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         Ok(all.into_values().collect())
     }
 
-    /// The statement of `source` about `target`, with this input's writes.
-    fn statement(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Statement>, S> {
+    /// The word of `source` about `target`, with this input's writes.
+    fn word(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Word>, S> {
         if let Some((_, written)) = self
             .statement_overlay
             .get(target)
             .and_then(|v| v.iter().find(|(s, _)| s == source))
         {
-            return Ok(written.clone());
+            return Ok(written.as_ref().map(Word::of));
         }
         self.store
-            .statement_of(target, source)
+            .word_of(target, source)
             .map_err(EngineError::Store)
     }
 
@@ -727,7 +733,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
     ) {
         let before = self.overlay.get(key).copied().flatten();
         self.set(key, KeyRecord { level, time });
-        if level == TrustLevel::Authenticated {
+        if level == TrustLevel::Authenticated && !self.authenticated_owners.contains(&key.owner) {
             self.authenticated_owners.insert(key.owner.clone());
         }
         if before.map(|r| r.level) != Some(level) {
@@ -777,14 +783,13 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         // One statement per speaker: an older message of the same speaker,
         // delivered late, changes nothing.
         let speaker = self.speaker(&cause);
-        let previous = self.statement(&target, &speaker)?;
-        if previous.as_ref().is_some_and(|p| p.stamp > stamp) {
+        let previous = self.word(&target, &speaker)?;
+        if previous.is_some_and(|p| p.stamp > stamp) {
             return Ok(());
         }
         // The same word said again keeps the stamp of its first saying (it
         // was said then, whatever happens to the speaker later).
-        let repeated = previous
-            .is_some_and(|p| p.decision.kind == decision.kind && p.decision.time == decision.time);
+        let repeated = previous.is_some_and(|p| p.kind == decision.kind && p.time == decision.time);
         if !repeated {
             self.write_statement(
                 &target,
@@ -851,7 +856,9 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         match kind {
             DecisionKind::Trust => {
                 if before != TrustLevel::Authenticated {
-                    self.toakafa_owners.insert(target.owner.clone());
+                    if !self.toakafa_owners.contains(&target.owner) {
+                        self.toakafa_owners.insert(target.owner.clone());
+                    }
                     self.release_queue.push_back(target.clone());
                     if before == TrustLevel::ManuallyDistrusted {
                         // Authenticated again: if this endpoint dropped some
@@ -1237,12 +1244,15 @@ impl<'a, S: TrustStore> Txn<'a, S> {
     /// Plans the trust messages, commits, returns the effects.
     fn finish(mut self) -> Result<Vec<Effect>, S> {
         let sends = crate::plan::plan(&mut self)?;
-        for (owner, keys) in std::mem::take(&mut self.written) {
-            for key in keys {
-                let key = KeyRef::new(owner.clone(), key);
-                if let Some(Some(record)) = self.overlay.get(&key) {
-                    self.changes.keys.push((key, *record));
-                }
+        let written = std::mem::take(&mut self.written);
+        self.changes
+            .keys
+            .reserve(written.values().map(BTreeMap::len).sum());
+        for (owner, keys) in written {
+            for (key, record) in keys {
+                self.changes
+                    .keys
+                    .push((KeyRef::new(owner.clone(), key), record));
             }
         }
         for (key, revocation) in std::mem::take(&mut self.revocations) {

@@ -95,6 +95,29 @@ pub struct Statement {
     pub stamp: DateTime<Utc>,
 }
 
+/// What one source said about one key, without the two keys: enough to
+/// order it against another decision (see [`TrustStore::word_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Word {
+    /// Authenticate or distrust.
+    pub kind: DecisionKind,
+    /// When the decision was originally made.
+    pub time: DateTime<Utc>,
+    /// When it was said (see [`Statement::stamp`]).
+    pub stamp: DateTime<Utc>,
+}
+
+impl Word {
+    /// The word of a statement.
+    pub fn of(statement: &Statement) -> Self {
+        Word {
+            kind: statement.decision.kind,
+            time: statement.decision.time,
+            stamp: statement.stamp,
+        }
+    }
+}
+
 /// A decision about a key not known yet, stored until the key is learned
 /// (XEP-0450 §Implementation Notes, second case). Its sender was authenticated
 /// when it arrived.
@@ -230,6 +253,13 @@ pub trait TrustStore {
             .statements_about(target)?
             .into_iter()
             .find(|s| s.source == *source))
+    }
+
+    /// One source's statement about one key, without the keys (what the
+    /// engine asks for every decision it applies; a store answers it without
+    /// copying the keys).
+    fn word_of(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Word>, Self::Error> {
+        Ok(self.statement_of(target, source)?.as_ref().map(Word::of))
     }
 
     /// The last revocation of `key` (see [`Changeset::revocations`]).
@@ -418,6 +448,10 @@ impl TrustStore for MemoryStore {
         Ok(self.statements.of(target, source))
     }
 
+    fn word_of(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Word>, Infallible> {
+        Ok(self.statements.word_of(target, source))
+    }
+
     fn revocation(&mut self, key: &KeyRef) -> Result<Option<Revocation>, Infallible> {
         Ok(self.revocations.get(key).copied())
     }
@@ -453,11 +487,20 @@ impl TrustStore for MemoryStore {
 
     fn commit(&mut self, changes: &Changeset) -> Result<(), Infallible> {
         for (key, record) in &changes.keys {
-            self.keys
-                .entry(key.owner.clone())
-                .or_default()
-                .insert(key.key.clone(), *record);
-            if record.level == TrustLevel::Authenticated {
+            match self.keys.get_mut(&key.owner) {
+                Some(keys) => {
+                    keys.insert(key.key.clone(), *record);
+                }
+                None => {
+                    self.keys
+                        .entry(key.owner.clone())
+                        .or_default()
+                        .insert(key.key.clone(), *record);
+                }
+            }
+            if record.level == TrustLevel::Authenticated
+                && !self.authenticated_owners.contains(&key.owner)
+            {
                 self.authenticated_owners.insert(key.owner.clone());
             }
         }
@@ -559,6 +602,19 @@ impl StatementIndex {
             .map(|s| s.statement(target))
     }
 
+    /// `source`'s statement about `target`, without the keys.
+    pub fn word_of(&self, target: &KeyRef, source: &KeyRef) -> Option<Word> {
+        self.by_target
+            .get(target)?
+            .iter()
+            .find(|s| s.source == *source)
+            .map(|s| Word {
+                kind: s.kind,
+                time: s.time,
+                stamp: s.stamp,
+            })
+    }
+
     /// Every statement of `source`, by target (a scan, only for a source
     /// that has statements: revocations are rare).
     pub fn from(&self, source: &KeyRef) -> Vec<Statement> {
@@ -606,10 +662,11 @@ impl StatementIndex {
             time: statement.decision.time,
             stamp: statement.stamp,
         };
-        let v = self
-            .by_target
-            .entry(statement.decision.target.clone())
-            .or_default();
+        let target = &statement.decision.target;
+        let v = match self.by_target.get_mut(target) {
+            Some(v) => v,
+            None => self.by_target.entry(target.clone()).or_default(),
+        };
         match v.iter_mut().find(|s| s.source == statement.source) {
             Some(existing) => *existing = said,
             None => {

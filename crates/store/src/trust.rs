@@ -22,7 +22,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use atm_engine::{
     BareJid, Changeset, Confirmation, Decision, DecisionKind, KeyId, KeyRecord, KeyRef, Pending,
-    Policy, Postponed, Revocation, Statement, StatementIndex, TrustLevel, TrustStore,
+    Policy, Postponed, Revocation, Statement, StatementIndex, TrustLevel, TrustStore, Word,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -1015,6 +1015,10 @@ impl TrustStore for SqliteTrustStore {
         source: &KeyRef,
     ) -> Result<Option<Statement>, StoreError> {
         Ok(self.statements.of(target, source))
+    }
+
+    fn word_of(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Word>, StoreError> {
+        Ok(self.statements.word_of(target, source))
     }
 
     fn revocation(&mut self, key: &KeyRef) -> Result<Option<Revocation>, StoreError> {
