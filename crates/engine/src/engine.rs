@@ -183,7 +183,7 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     /// Keys read or written in this input (`None`: known not to exist).
     overlay: HashMap<KeyRef, Option<KeyRecord>>,
     /// Written keys, by owner, with their records (as in `overlay`).
-    written: BTreeMap<BareJid, BTreeMap<KeyId, KeyRecord>>,
+    written: HashMap<BareJid, BTreeMap<KeyId, KeyRecord>>,
     pub changes: Changeset,
     pub effects: Vec<Effect>,
     /// Changes to pass on, in order.
@@ -210,7 +210,7 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     /// deleted).
     /// (Hash maps and short vectors, no ordered maps: comparing JIDs in
     /// order costs more than hashing them.)
-    statement_overlay: HashMap<KeyRef, Vec<(KeyRef, Option<Statement>)>>,
+    statement_overlay: HashMap<KeyRef, Vec<Written>>,
     /// How many statements of `statement_overlay` each source has.
     statement_sources: HashMap<KeyRef, usize>,
     /// Revocations ended in this input: since when a key was distrusted,
@@ -219,11 +219,37 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     revocations: HashMap<KeyRef, Revocation>,
 }
 
+/// A statement written in this input, or the deletion of one (by its source).
+#[derive(Debug, Clone)]
+enum Written {
+    Said(Statement),
+    Unsaid(KeyRef),
+}
+
+impl Written {
+    fn source(&self) -> &KeyRef {
+        match self {
+            Written::Said(statement) => &statement.source,
+            Written::Unsaid(source) => source,
+        }
+    }
+}
+
 /// The newest of two decisions: the later time, and at equal times a
 /// distrust.
 fn newer(a: &Decision, b: &Decision) -> bool {
-    a.time > b.time
-        || (a.time == b.time && a.kind == DecisionKind::Distrust && b.kind == DecisionKind::Trust)
+    newer_than(a.kind, a.time, b.kind, b.time)
+}
+
+/// [`newer`] on the kinds and times of two decisions.
+fn newer_than(
+    kind: DecisionKind,
+    time: DateTime<Utc>,
+    than_kind: DecisionKind,
+    than_time: DateTime<Utc>,
+) -> bool {
+    time > than_time
+        || (time == than_time && kind == DecisionKind::Distrust && than_kind == DecisionKind::Trust)
 }
 
 impl<'a, S: TrustStore> Txn<'a, S> {
@@ -234,7 +260,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             policy,
             now,
             overlay: HashMap::default(),
-            written: BTreeMap::new(),
+            written: HashMap::default(),
             changes: Changeset::default(),
             effects: Vec::new(),
             changed: Vec::new(),
@@ -332,12 +358,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .map(|s| (s.source.clone(), s))
             .collect();
         if let Some(written) = self.statement_overlay.get(target) {
-            for (source, statement) in written {
-                match statement {
-                    Some(s) => {
-                        all.insert(source.clone(), s.clone());
+            for w in written {
+                match w {
+                    Written::Said(s) => {
+                        all.insert(s.source.clone(), s.clone());
                     }
-                    None => {
+                    Written::Unsaid(source) => {
                         all.remove(source);
                     }
                 }
@@ -348,12 +374,15 @@ impl<'a, S: TrustStore> Txn<'a, S> {
 
     /// The word of `source` about `target`, with this input's writes.
     fn word(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Word>, S> {
-        if let Some((_, written)) = self
+        if let Some(written) = self
             .statement_overlay
             .get(target)
-            .and_then(|v| v.iter().find(|(s, _)| s == source))
+            .and_then(|v| v.iter().find(|w| w.source() == source))
         {
-            return Ok(written.as_ref().map(Word::of));
+            return Ok(match written {
+                Written::Said(s) => Some(Word::of(s)),
+                Written::Unsaid(_) => None,
+            });
         }
         self.store
             .word_of(target, source)
@@ -371,11 +400,11 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .collect();
         if self.statement_sources.get(source).copied().unwrap_or(0) > 0 {
             for (target, written) in &self.statement_overlay {
-                match written.iter().find(|(s, _)| s == source) {
-                    Some((_, Some(s))) => {
+                match written.iter().find(|w| w.source() == source) {
+                    Some(Written::Said(s)) => {
                         all.insert(target.clone(), s.clone());
                     }
-                    Some((_, None)) => {
+                    Some(Written::Unsaid(_)) => {
                         all.remove(target);
                     }
                     None => {}
@@ -385,21 +414,25 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         Ok(all.into_values().collect())
     }
 
-    fn write_statement(&mut self, target: &KeyRef, source: &KeyRef, statement: Option<Statement>) {
+    /// Writes (or deletes) the statement of a source about `target`.
+    fn write_statement(&mut self, target: &KeyRef, statement: Written) {
         let written = match self.statement_overlay.get_mut(target) {
             Some(written) => written,
             None => self.statement_overlay.entry(target.clone()).or_default(),
         };
-        match written.iter_mut().find(|(s, _)| s == source) {
-            Some(slot) => slot.1 = statement,
+        match written
+            .iter_mut()
+            .find(|w| w.source() == statement.source())
+        {
+            Some(slot) => *slot = statement,
             None => {
-                written.push((source.clone(), statement));
-                match self.statement_sources.get_mut(source) {
+                match self.statement_sources.get_mut(statement.source()) {
                     Some(n) => *n += 1,
                     None => {
-                        self.statement_sources.insert(source.clone(), 1);
+                        self.statement_sources.insert(statement.source().clone(), 1);
                     }
                 }
+                written.push(statement);
             }
         }
     }
@@ -766,11 +799,10 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         source: Option<Rc<Source>>,
         stamp: DateTime<Utc>,
     ) -> Result<(), S> {
-        let target = decision.target.clone();
-        if self.is_own(&target) {
+        if self.is_own(&decision.target) {
             return Ok(());
         }
-        let Some(current) = self.get(&target)? else {
+        let Some(current) = self.get(&decision.target)? else {
             return self.store_pending(decision, cause, stamp);
         };
         let manual = cause == Cause::Manual;
@@ -783,7 +815,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         // One statement per speaker: an older message of the same speaker,
         // delivered late, changes nothing.
         let speaker = self.speaker(&cause);
-        let previous = self.word(&target, &speaker)?;
+        let previous = self.word(&decision.target, &speaker)?;
         if previous.is_some_and(|p| p.stamp > stamp) {
             return Ok(());
         }
@@ -791,23 +823,15 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         // was said then, whatever happens to the speaker later).
         let repeated = previous.is_some_and(|p| p.kind == decision.kind && p.time == decision.time);
         if !repeated {
-            self.write_statement(
-                &target,
-                &speaker,
-                Some(Statement {
-                    source: speaker.clone(),
-                    decision: decision.clone(),
-                    stamp,
-                }),
-            );
+            let statement = Statement {
+                source: speaker,
+                decision: decision.clone(),
+                stamp,
+            };
+            self.write_statement(&decision.target, Written::Said(statement));
         }
         if let (false, Some(time), Some(kind)) = (manual, current.time, current.level.decision()) {
-            let stored = Decision {
-                target: target.clone(),
-                kind,
-                time,
-            };
-            if !newer(&decision, &stored) {
+            if !newer_than(decision.kind, decision.time, kind, time) {
                 return Ok(());
             }
         }
@@ -816,7 +840,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             return Ok(());
         }
         self.decide(
-            &target,
+            &decision.target,
             current.level,
             decision.kind,
             decision.time,
@@ -975,7 +999,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             }
             dropped += 1;
             let target = statement.decision.target.clone();
-            self.write_statement(&target, key, None);
+            self.write_statement(&target, Written::Unsaid(key.clone()));
             self.fall_back(&target, &statement, key)?;
         }
         if dropped > 0 {
@@ -1054,9 +1078,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 let time = voided.decision.time;
                 self.write_statement(
                     target,
-                    &own,
-                    Some(Statement {
-                        source: own.clone(),
+                    Written::Said(Statement {
+                        source: own,
                         decision: Decision {
                             target: target.clone(),
                             kind: DecisionKind::Distrust,
@@ -1081,9 +1104,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 let time = voided.decision.time + chrono::TimeDelta::microseconds(1);
                 self.write_statement(
                     target,
-                    &own,
-                    Some(Statement {
-                        source: own.clone(),
+                    Written::Said(Statement {
+                        source: own,
                         decision: Decision {
                             target: target.clone(),
                             kind: DecisionKind::Trust,
@@ -1244,10 +1266,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
     /// Plans the trust messages, commits, returns the effects.
     fn finish(mut self) -> Result<Vec<Effect>, S> {
         let sends = crate::plan::plan(&mut self)?;
-        let written = std::mem::take(&mut self.written);
+        // By owner, then key.
+        let mut written: Vec<_> = std::mem::take(&mut self.written).into_iter().collect();
+        written.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         self.changes
             .keys
-            .reserve(written.values().map(BTreeMap::len).sum());
+            .reserve(written.iter().map(|(_, keys)| keys.len()).sum());
         for (owner, keys) in written {
             for (key, record) in keys {
                 self.changes
@@ -1259,10 +1283,10 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             self.changes.revocations.push((key, revocation));
         }
         for (target, written) in std::mem::take(&mut self.statement_overlay) {
-            for (source, statement) in written {
-                match statement {
-                    Some(s) => self.changes.statements.push(s),
-                    None => self.changes.unstate.push((target.clone(), source)),
+            for w in written {
+                match w {
+                    Written::Said(s) => self.changes.statements.push(s),
+                    Written::Unsaid(source) => self.changes.unstate.push((target.clone(), source)),
                 }
             }
         }
