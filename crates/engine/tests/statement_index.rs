@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 
 fn key(n: u8) -> KeyRef {
-    let owner = if n % 2 == 0 {
+    let owner = if n.is_multiple_of(2) {
         "alice@example.org"
     } else {
         "bob@example.org"
