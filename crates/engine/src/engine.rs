@@ -291,13 +291,16 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         Ok(record)
     }
 
-    fn set(&mut self, key: &KeyRef, record: KeyRecord) {
-        match self.overlay.get_mut(key) {
-            Some(slot) => *slot = Some(record),
+    /// Writes a key's record; returns the record it had in this input's
+    /// overlay (`None` if unknown or not read yet).
+    fn set(&mut self, key: &KeyRef, record: KeyRecord) -> Option<KeyRecord> {
+        let before = match self.overlay.get_mut(key) {
+            Some(slot) => std::mem::replace(slot, Some(record)),
             None => {
                 self.overlay.insert(key.clone(), Some(record));
+                None
             }
-        }
+        };
         match self.written.get_mut(&key.owner) {
             Some(keys) => {
                 keys.insert(key.key.clone(), record);
@@ -309,6 +312,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                     .insert(key.key.clone(), record);
             }
         }
+        before
     }
 
     /// Every known key of `owner`, with this input's writes.
@@ -756,16 +760,16 @@ impl<'a, S: TrustStore> Txn<'a, S> {
 
     // ---- the rules ----
 
-    /// Sets a level, recording the change as an effect when the level differs.
+    /// Sets a level, recording the change as an effect when the level
+    /// differs; returns the record before.
     fn change_level(
         &mut self,
         key: &KeyRef,
         level: TrustLevel,
         time: Option<DateTime<Utc>>,
         cause: Cause,
-    ) {
-        let before = self.overlay.get(key).copied().flatten();
-        self.set(key, KeyRecord { level, time });
+    ) -> Option<KeyRecord> {
+        let before = self.set(key, KeyRecord { level, time });
         if level == TrustLevel::Authenticated && !self.authenticated_owners.contains(&key.owner) {
             self.authenticated_owners.insert(key.owner.clone());
         }
@@ -777,6 +781,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 cause,
             });
         }
+        before
     }
 
     /// The key that a decision with this cause is the word of: the sender,
@@ -867,12 +872,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         let released = matches!(cause, Cause::Postponed(_));
         let corrected = matches!(cause, Cause::Revoked(_));
         let since = self
-            .overlay
-            .get(target)
-            .copied()
-            .flatten()
+            .change_level(target, level, Some(time), cause)
             .and_then(|r| r.time);
-        self.change_level(target, level, Some(time), cause);
         self.changed.push(Change {
             target: target.clone(),
             source,
