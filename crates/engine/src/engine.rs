@@ -295,7 +295,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
     /// overlay (`None` if unknown or not read yet).
     fn set(&mut self, key: &KeyRef, record: KeyRecord) -> Option<KeyRecord> {
         let before = match self.overlay.get_mut(key) {
-            Some(slot) => std::mem::replace(slot, Some(record)),
+            Some(slot) => slot.replace(record),
             None => {
                 self.overlay.insert(key.clone(), Some(record));
                 None
