@@ -12,7 +12,7 @@ use crate::io::{Cause, Config, Effect, EngineError, IgnoreReason, Input, Receive
 use crate::level::{DecisionKind, KeyMode, Policy, TrustLevel};
 use crate::store::{
     Changeset, Confirmation, Decision, KeyRecord, KeyRef, Pending, Postponed, Revocation,
-    Statement, TrustStore,
+    Statement, TrustStore, Word,
 };
 
 type Result<T, S> = std::result::Result<T, EngineError<<S as TrustStore>::Error>>;
@@ -182,8 +182,8 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     now: DateTime<Utc>,
     /// Keys read or written in this input (`None`: known not to exist).
     overlay: HashMap<KeyRef, Option<KeyRecord>>,
-    /// Written keys, by owner, in write order.
-    written: BTreeMap<BareJid, BTreeSet<KeyId>>,
+    /// Written keys, by owner, with their records (as in `overlay`).
+    written: HashMap<BareJid, BTreeMap<KeyId, KeyRecord>>,
     pub changes: Changeset,
     pub effects: Vec<Effect>,
     /// Changes to pass on, in order.
@@ -215,7 +215,7 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     /// deleted).
     /// (Hash maps and short vectors, no ordered maps: comparing JIDs in
     /// order costs more than hashing them.)
-    statement_overlay: HashMap<KeyRef, Vec<(KeyRef, Option<Statement>)>>,
+    statement_overlay: HashMap<KeyRef, Vec<Written>>,
     /// How many statements of `statement_overlay` each source has.
     statement_sources: HashMap<KeyRef, usize>,
     /// Revocations ended in this input: since when a key was distrusted,
@@ -224,11 +224,37 @@ pub(crate) struct Txn<'a, S: TrustStore> {
     revocations: HashMap<KeyRef, Revocation>,
 }
 
+/// A statement written in this input, or the deletion of one (by its source).
+#[derive(Debug, Clone)]
+enum Written {
+    Said(Statement),
+    Unsaid(KeyRef),
+}
+
+impl Written {
+    fn source(&self) -> &KeyRef {
+        match self {
+            Written::Said(statement) => &statement.source,
+            Written::Unsaid(source) => source,
+        }
+    }
+}
+
 /// The newest of two decisions: the later time, and at equal times a
 /// distrust.
 fn newer(a: &Decision, b: &Decision) -> bool {
-    a.time > b.time
-        || (a.time == b.time && a.kind == DecisionKind::Distrust && b.kind == DecisionKind::Trust)
+    newer_than(a.kind, a.time, b.kind, b.time)
+}
+
+/// [`newer`] on the kinds and times of two decisions.
+fn newer_than(
+    kind: DecisionKind,
+    time: DateTime<Utc>,
+    than_kind: DecisionKind,
+    than_time: DateTime<Utc>,
+) -> bool {
+    time > than_time
+        || (time == than_time && kind == DecisionKind::Distrust && than_kind == DecisionKind::Trust)
 }
 
 impl<'a, S: TrustStore> Txn<'a, S> {
@@ -239,7 +265,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             policy,
             now,
             overlay: HashMap::default(),
-            written: BTreeMap::new(),
+            written: HashMap::default(),
             changes: Changeset::default(),
             effects: Vec::new(),
             changed: Vec::new(),
@@ -271,12 +297,28 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         Ok(record)
     }
 
-    fn set(&mut self, key: &KeyRef, record: KeyRecord) {
-        self.overlay.insert(key.clone(), Some(record));
-        self.written
-            .entry(key.owner.clone())
-            .or_default()
-            .insert(key.key.clone());
+    /// Writes a key's record; returns the record it had in this input's
+    /// overlay (`None` if unknown or not read yet).
+    fn set(&mut self, key: &KeyRef, record: KeyRecord) -> Option<KeyRecord> {
+        let before = match self.overlay.get_mut(key) {
+            Some(slot) => slot.replace(record),
+            None => {
+                self.overlay.insert(key.clone(), Some(record));
+                None
+            }
+        };
+        match self.written.get_mut(&key.owner) {
+            Some(keys) => {
+                keys.insert(key.key.clone(), record);
+            }
+            None => {
+                self.written
+                    .entry(key.owner.clone())
+                    .or_default()
+                    .insert(key.key.clone(), record);
+            }
+        }
+        before
     }
 
     /// Every known key of `owner`, with this input's writes.
@@ -288,12 +330,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .into_iter()
             .collect();
         if let Some(written) = self.written.get(owner) {
-            for key in written {
-                if let Some(Some(record)) =
-                    self.overlay.get(&KeyRef::new(owner.clone(), key.clone()))
-                {
-                    keys.insert(key.clone(), *record);
-                }
+            for (key, record) in written {
+                keys.insert(key.clone(), *record);
             }
         }
         Ok(keys.into_iter().collect())
@@ -308,14 +346,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .into_iter()
             .collect();
         for (owner, written) in &self.written {
-            for key in written {
+            for (key, record) in written {
                 let key = KeyRef::new(owner.clone(), key.clone());
-                if let Some(Some(record)) = self.overlay.get(&key) {
-                    if levels.contains(&record.level) {
-                        keys.insert(key, *record);
-                    } else {
-                        keys.remove(&key);
-                    }
+                if levels.contains(&record.level) {
+                    keys.insert(key, *record);
+                } else {
+                    keys.remove(&key);
                 }
             }
         }
@@ -332,12 +368,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .map(|s| (s.source.clone(), s))
             .collect();
         if let Some(written) = self.statement_overlay.get(target) {
-            for (source, statement) in written {
-                match statement {
-                    Some(s) => {
-                        all.insert(source.clone(), s.clone());
+            for w in written {
+                match w {
+                    Written::Said(s) => {
+                        all.insert(s.source.clone(), s.clone());
                     }
-                    None => {
+                    Written::Unsaid(source) => {
                         all.remove(source);
                     }
                 }
@@ -346,17 +382,20 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         Ok(all.into_values().collect())
     }
 
-    /// The statement of `source` about `target`, with this input's writes.
-    fn statement(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Statement>, S> {
-        if let Some((_, written)) = self
+    /// The word of `source` about `target`, with this input's writes.
+    fn word(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Word>, S> {
+        if let Some(written) = self
             .statement_overlay
             .get(target)
-            .and_then(|v| v.iter().find(|(s, _)| s == source))
+            .and_then(|v| v.iter().find(|w| w.source() == source))
         {
-            return Ok(written.clone());
+            return Ok(match written {
+                Written::Said(s) => Some(Word::of(s)),
+                Written::Unsaid(_) => None,
+            });
         }
         self.store
-            .statement_of(target, source)
+            .word_of(target, source)
             .map_err(EngineError::Store)
     }
 
@@ -371,11 +410,11 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             .collect();
         if self.statement_sources.get(source).copied().unwrap_or(0) > 0 {
             for (target, written) in &self.statement_overlay {
-                match written.iter().find(|(s, _)| s == source) {
-                    Some((_, Some(s))) => {
+                match written.iter().find(|w| w.source() == source) {
+                    Some(Written::Said(s)) => {
                         all.insert(target.clone(), s.clone());
                     }
-                    Some((_, None)) => {
+                    Some(Written::Unsaid(_)) => {
                         all.remove(target);
                     }
                     None => {}
@@ -385,21 +424,25 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         Ok(all.into_values().collect())
     }
 
-    fn write_statement(&mut self, target: &KeyRef, source: &KeyRef, statement: Option<Statement>) {
+    /// Writes (or deletes) the statement of a source about `target`.
+    fn write_statement(&mut self, target: &KeyRef, statement: Written) {
         let written = match self.statement_overlay.get_mut(target) {
             Some(written) => written,
             None => self.statement_overlay.entry(target.clone()).or_default(),
         };
-        match written.iter_mut().find(|(s, _)| s == source) {
-            Some(slot) => slot.1 = statement,
+        match written
+            .iter_mut()
+            .find(|w| w.source() == statement.source())
+        {
+            Some(slot) => *slot = statement,
             None => {
-                written.push((source.clone(), statement));
-                match self.statement_sources.get_mut(source) {
+                match self.statement_sources.get_mut(statement.source()) {
                     Some(n) => *n += 1,
                     None => {
-                        self.statement_sources.insert(source.clone(), 1);
+                        self.statement_sources.insert(statement.source().clone(), 1);
                     }
                 }
+                written.push(statement);
             }
         }
     }
@@ -723,17 +766,17 @@ impl<'a, S: TrustStore> Txn<'a, S> {
 
     // ---- the rules ----
 
-    /// Sets a level, recording the change as an effect when the level differs.
+    /// Sets a level, recording the change as an effect when the level
+    /// differs; returns the record before.
     fn change_level(
         &mut self,
         key: &KeyRef,
         level: TrustLevel,
         time: Option<DateTime<Utc>>,
         cause: Cause,
-    ) {
-        let before = self.overlay.get(key).copied().flatten();
-        self.set(key, KeyRecord { level, time });
-        if level == TrustLevel::Authenticated {
+    ) -> Option<KeyRecord> {
+        let before = self.set(key, KeyRecord { level, time });
+        if level == TrustLevel::Authenticated && !self.authenticated_owners.contains(&key.owner) {
             self.authenticated_owners.insert(key.owner.clone());
         }
         if before.map(|r| r.level) != Some(level) {
@@ -744,6 +787,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 cause,
             });
         }
+        before
     }
 
     /// The key that a decision with this cause is the word of: the sender,
@@ -766,11 +810,10 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         source: Option<Rc<Source>>,
         stamp: DateTime<Utc>,
     ) -> Result<(), S> {
-        let target = decision.target.clone();
-        if self.is_own(&target) {
+        if self.is_own(&decision.target) {
             return Ok(());
         }
-        let Some(current) = self.get(&target)? else {
+        let Some(current) = self.get(&decision.target)? else {
             return self.store_pending(decision, cause, stamp);
         };
         let manual = cause == Cause::Manual;
@@ -783,32 +826,23 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         // One statement per speaker: an older message of the same speaker,
         // delivered late, changes nothing.
         let speaker = self.speaker(&cause);
-        let previous = self.statement(&target, &speaker)?;
-        if previous.as_ref().is_some_and(|p| p.stamp > stamp) {
+        let previous = self.word(&decision.target, &speaker)?;
+        if previous.is_some_and(|p| p.stamp > stamp) {
             return Ok(());
         }
         // The same word said again keeps the stamp of its first saying (it
         // was said then, whatever happens to the speaker later).
-        let repeated = previous
-            .is_some_and(|p| p.decision.kind == decision.kind && p.decision.time == decision.time);
+        let repeated = previous.is_some_and(|p| p.kind == decision.kind && p.time == decision.time);
         if !repeated {
-            self.write_statement(
-                &target,
-                &speaker,
-                Some(Statement {
-                    source: speaker.clone(),
-                    decision: decision.clone(),
-                    stamp,
-                }),
-            );
+            let statement = Statement {
+                source: speaker,
+                decision: decision.clone(),
+                stamp,
+            };
+            self.write_statement(&decision.target, Written::Said(statement));
         }
         if let (false, Some(time), Some(kind)) = (manual, current.time, current.level.decision()) {
-            let stored = Decision {
-                target: target.clone(),
-                kind,
-                time,
-            };
-            if !newer(&decision, &stored) {
+            if !newer_than(decision.kind, decision.time, kind, time) {
                 return Ok(());
             }
             // At equal times this endpoint's own word (the user's decision,
@@ -817,8 +851,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             // it, never newer news.
             if decision.time == time {
                 let own = self.config.own.clone();
-                let own_word = self.statement(&target, &own)?;
-                if own_word.is_some_and(|s| s.decision.time == time && s.decision.kind == kind) {
+                let own_word = self.word(&decision.target, &own)?;
+                if own_word.is_some_and(|w| w.time == time && w.kind == kind) {
                     return Ok(());
                 }
             }
@@ -828,7 +862,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             return Ok(());
         }
         self.decide(
-            &target,
+            &decision.target,
             current.level,
             decision.kind,
             decision.time,
@@ -855,12 +889,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         let released = matches!(cause, Cause::Postponed(_));
         let corrected = matches!(cause, Cause::Revoked(_));
         let since = self
-            .overlay
-            .get(target)
-            .copied()
-            .flatten()
+            .change_level(target, level, Some(time), cause)
             .and_then(|r| r.time);
-        self.change_level(target, level, Some(time), cause);
         self.changed.push(Change {
             target: target.clone(),
             source,
@@ -868,7 +898,9 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         match kind {
             DecisionKind::Trust => {
                 if before != TrustLevel::Authenticated {
-                    self.toakafa_owners.insert(target.owner.clone());
+                    if !self.toakafa_owners.contains(&target.owner) {
+                        self.toakafa_owners.insert(target.owner.clone());
+                    }
                     self.release_queue.push_back(target.clone());
                     if before == TrustLevel::ManuallyDistrusted {
                         // Authenticated again: if this endpoint dropped some
@@ -987,7 +1019,7 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             }
             dropped += 1;
             let target = statement.decision.target.clone();
-            self.write_statement(&target, key, None);
+            self.write_statement(&target, Written::Unsaid(key.clone()));
             self.fall_back(&target, &statement, key)?;
         }
         if dropped > 0 {
@@ -1066,9 +1098,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 let time = voided.decision.time;
                 self.write_statement(
                     target,
-                    &own,
-                    Some(Statement {
-                        source: own.clone(),
+                    Written::Said(Statement {
+                        source: own,
                         decision: Decision {
                             target: target.clone(),
                             kind: DecisionKind::Distrust,
@@ -1093,9 +1124,8 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 let time = voided.decision.time + chrono::TimeDelta::microseconds(1);
                 self.write_statement(
                     target,
-                    &own,
-                    Some(Statement {
-                        source: own.clone(),
+                    Written::Said(Statement {
+                        source: own,
                         decision: Decision {
                             target: target.clone(),
                             kind: DecisionKind::Trust,
@@ -1256,22 +1286,27 @@ impl<'a, S: TrustStore> Txn<'a, S> {
     /// Plans the trust messages, commits, returns the effects.
     fn finish(mut self) -> Result<Vec<Effect>, S> {
         let sends = crate::plan::plan(&mut self)?;
-        for (owner, keys) in std::mem::take(&mut self.written) {
-            for key in keys {
-                let key = KeyRef::new(owner.clone(), key);
-                if let Some(Some(record)) = self.overlay.get(&key) {
-                    self.changes.keys.push((key, *record));
-                }
+        // By owner, then key.
+        let mut written: Vec<_> = std::mem::take(&mut self.written).into_iter().collect();
+        written.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.changes
+            .keys
+            .reserve(written.iter().map(|(_, keys)| keys.len()).sum());
+        for (owner, keys) in written {
+            for (key, record) in keys {
+                self.changes
+                    .keys
+                    .push((KeyRef::new(owner.clone(), key), record));
             }
         }
         for (key, revocation) in std::mem::take(&mut self.revocations) {
             self.changes.revocations.push((key, revocation));
         }
         for (target, written) in std::mem::take(&mut self.statement_overlay) {
-            for (source, statement) in written {
-                match statement {
-                    Some(s) => self.changes.statements.push(s),
-                    None => self.changes.unstate.push((target.clone(), source)),
+            for w in written {
+                match w {
+                    Written::Said(s) => self.changes.statements.push(s),
+                    Written::Unsaid(source) => self.changes.unstate.push((target.clone(), source)),
                 }
             }
         }

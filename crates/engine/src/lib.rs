@@ -48,7 +48,7 @@ pub use io::{Cause, Config, Effect, EngineError, IgnoreReason, Input, Limits, Ou
 pub use level::{DecisionKind, KeyMode, Policy, Propagation, TrustLevel, UnknownLevel};
 pub use store::{
     Changeset, Confirmation, Decision, Infallible, KeyRecord, KeyRef, MemoryStore, Pending,
-    Postponed, Revocation, Statement, StatementIndex, TrustStore,
+    Postponed, Revocation, Statement, StatementIndex, TrustStore, Word,
 };
 pub use times::{DecisionTimes, DecisionTimesError, MAX_DECISION_TIMES, NS_DECISION_TIME};
 

@@ -95,6 +95,29 @@ pub struct Statement {
     pub stamp: DateTime<Utc>,
 }
 
+/// What one source said about one key, without the two keys: enough to
+/// order it against another decision (see [`TrustStore::word_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Word {
+    /// Authenticate or distrust.
+    pub kind: DecisionKind,
+    /// When the decision was originally made.
+    pub time: DateTime<Utc>,
+    /// When it was said (see [`Statement::stamp`]).
+    pub stamp: DateTime<Utc>,
+}
+
+impl Word {
+    /// The word of a statement.
+    pub fn of(statement: &Statement) -> Self {
+        Word {
+            kind: statement.decision.kind,
+            time: statement.decision.time,
+            stamp: statement.stamp,
+        }
+    }
+}
+
 /// A decision about a key not known yet, stored until the key is learned
 /// (XEP-0450 §Implementation Notes, second case). Its sender was authenticated
 /// when it arrived.
@@ -230,6 +253,13 @@ pub trait TrustStore {
             .statements_about(target)?
             .into_iter()
             .find(|s| s.source == *source))
+    }
+
+    /// One source's statement about one key, without the keys (what the
+    /// engine asks for every decision it applies; a store answers it without
+    /// copying the keys).
+    fn word_of(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Word>, Self::Error> {
+        Ok(self.statement_of(target, source)?.as_ref().map(Word::of))
     }
 
     /// The last revocation of `key` (see [`Changeset::revocations`]).
@@ -418,6 +448,10 @@ impl TrustStore for MemoryStore {
         Ok(self.statements.of(target, source))
     }
 
+    fn word_of(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Word>, Infallible> {
+        Ok(self.statements.word_of(target, source))
+    }
+
     fn revocation(&mut self, key: &KeyRef) -> Result<Option<Revocation>, Infallible> {
         Ok(self.revocations.get(key).copied())
     }
@@ -453,11 +487,20 @@ impl TrustStore for MemoryStore {
 
     fn commit(&mut self, changes: &Changeset) -> Result<(), Infallible> {
         for (key, record) in &changes.keys {
-            self.keys
-                .entry(key.owner.clone())
-                .or_default()
-                .insert(key.key.clone(), *record);
-            if record.level == TrustLevel::Authenticated {
+            match self.keys.get_mut(&key.owner) {
+                Some(keys) => {
+                    keys.insert(key.key.clone(), *record);
+                }
+                None => {
+                    self.keys
+                        .entry(key.owner.clone())
+                        .or_default()
+                        .insert(key.key.clone(), *record);
+                }
+            }
+            if record.level == TrustLevel::Authenticated
+                && !self.authenticated_owners.contains(&key.owner)
+            {
                 self.authenticated_owners.insert(key.owner.clone());
             }
         }
@@ -507,44 +550,54 @@ impl TrustStore for MemoryStore {
 }
 
 /// Statements kept in memory, compactly: by target, each source's newest
-/// decision (the target is not repeated), and how many statements each source
-/// has, so that asking a key that never spoke costs nothing. Both
-/// [`MemoryStore`] and the SQLite store keep theirs in one.
+/// decision (the target is not repeated), the sources as small integers (one
+/// copy of each source key, and finding a source among a key's statements
+/// compares integers), and how many statements each source has, so that
+/// asking a key that never spoke costs nothing. Both [`MemoryStore`] and the
+/// SQLite store keep theirs in one.
 #[derive(Debug, Clone, Default)]
 pub struct StatementIndex {
     by_target: HashMap<KeyRef, Vec<Said>>,
-    per_source: HashMap<KeyRef, usize>,
+    /// The id of every source with statements.
+    source_ids: HashMap<KeyRef, u32>,
+    /// By id: the source and how many statements it has (0: a free id).
+    sources: Vec<(KeyRef, usize)>,
+    /// Ids of sources whose statements were all deleted, to hand out again.
+    free: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
 struct Said {
-    source: KeyRef,
+    source: u32,
     kind: DecisionKind,
     time: DateTime<Utc>,
     stamp: DateTime<Utc>,
 }
 
-impl Said {
-    fn statement(&self, target: &KeyRef) -> Statement {
+impl StatementIndex {
+    fn source(&self, id: u32) -> &KeyRef {
+        // Ids come from `sources` and stay while a statement holds them.
+        &self.sources[id as usize].0
+    }
+
+    fn statement(&self, target: &KeyRef, said: &Said) -> Statement {
         Statement {
-            source: self.source.clone(),
+            source: self.source(said.source).clone(),
             decision: Decision {
                 target: target.clone(),
-                kind: self.kind,
-                time: self.time,
+                kind: said.kind,
+                time: said.time,
             },
-            stamp: self.stamp,
+            stamp: said.stamp,
         }
     }
-}
 
-impl StatementIndex {
     /// Every source's statement about `target`, by source.
     pub fn about(&self, target: &KeyRef) -> Vec<Statement> {
         let mut out: Vec<Statement> = self
             .by_target
             .get(target)
-            .map(|v| v.iter().map(|s| s.statement(target)).collect())
+            .map(|v| v.iter().map(|s| self.statement(target, s)).collect())
             .unwrap_or_default();
         out.sort_by(|a, b| a.source.cmp(&b.source));
         out
@@ -552,26 +605,41 @@ impl StatementIndex {
 
     /// `source`'s statement about `target`.
     pub fn of(&self, target: &KeyRef, source: &KeyRef) -> Option<Statement> {
+        let id = *self.source_ids.get(source)?;
         self.by_target
             .get(target)?
             .iter()
-            .find(|s| s.source == *source)
-            .map(|s| s.statement(target))
+            .find(|s| s.source == id)
+            .map(|s| self.statement(target, s))
+    }
+
+    /// `source`'s statement about `target`, without the keys.
+    pub fn word_of(&self, target: &KeyRef, source: &KeyRef) -> Option<Word> {
+        let id = *self.source_ids.get(source)?;
+        self.by_target
+            .get(target)?
+            .iter()
+            .find(|s| s.source == id)
+            .map(|s| Word {
+                kind: s.kind,
+                time: s.time,
+                stamp: s.stamp,
+            })
     }
 
     /// Every statement of `source`, by target (a scan, only for a source
     /// that has statements: revocations are rare).
     pub fn from(&self, source: &KeyRef) -> Vec<Statement> {
-        if self.per_source.get(source).copied().unwrap_or(0) == 0 {
+        let Some(&id) = self.source_ids.get(source) else {
             return Vec::new();
-        }
+        };
         let mut out: Vec<Statement> = self
             .by_target
             .iter()
             .filter_map(|(target, v)| {
                 v.iter()
-                    .find(|s| s.source == *source)
-                    .map(|s| s.statement(target))
+                    .find(|s| s.source == id)
+                    .map(|s| self.statement(target, s))
             })
             .collect();
         out.sort_by(|a, b| a.decision.target.cmp(&b.decision.target));
@@ -580,17 +648,20 @@ impl StatementIndex {
 
     /// Deletes one statement.
     pub fn remove(&mut self, target: &KeyRef, source: &KeyRef) {
+        let Some(&id) = self.source_ids.get(source) else {
+            return;
+        };
         let Some(v) = self.by_target.get_mut(target) else {
             return;
         };
         let before = v.len();
-        v.retain(|s| s.source != *source);
+        v.retain(|s| s.source != id);
         if v.len() < before {
-            if let Some(n) = self.per_source.get_mut(source) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_source.remove(source);
-                }
+            let slot = &mut self.sources[id as usize];
+            slot.1 -= 1;
+            if slot.1 == 0 {
+                self.source_ids.remove(source);
+                self.free.push(id);
             }
         }
         if v.is_empty() {
@@ -598,23 +669,46 @@ impl StatementIndex {
         }
     }
 
+    /// The id of `source`, given one if it has none.
+    fn source_id(&mut self, source: &KeyRef) -> u32 {
+        if let Some(&id) = self.source_ids.get(source) {
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.sources[id as usize] = (source.clone(), 0);
+                id
+            }
+            None => {
+                // More than 4 billion sources would not fit in memory anyway.
+                let id = self.sources.len() as u32;
+                self.sources.push((source.clone(), 0));
+                id
+            }
+        };
+        self.source_ids.insert(source.clone(), id);
+        id
+    }
+
     /// Inserts or replaces a statement.
     pub fn insert(&mut self, statement: &Statement) {
+        let id = self.source_id(&statement.source);
         let said = Said {
-            source: statement.source.clone(),
+            source: id,
             kind: statement.decision.kind,
             time: statement.decision.time,
             stamp: statement.stamp,
         };
-        let v = self
-            .by_target
-            .entry(statement.decision.target.clone())
-            .or_default();
-        match v.iter_mut().find(|s| s.source == statement.source) {
+        let target = &statement.decision.target;
+        let v = match self.by_target.get_mut(target) {
+            Some(v) => v,
+            None => self.by_target.entry(target.clone()).or_default(),
+        };
+        match v.iter_mut().find(|s| s.source == id) {
             Some(existing) => *existing = said,
             None => {
                 v.push(said);
-                *self.per_source.entry(statement.source.clone()).or_default() += 1;
+                self.sources[id as usize].1 += 1;
             }
         }
     }

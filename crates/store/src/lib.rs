@@ -17,7 +17,8 @@
 //!   transaction per migration);
 //! - WAL journal, foreign keys on, `synchronous = FULL` by default
 //!   ([`Durability`]), `secure_delete` on (deleted sessions and acknowledged
-//!   plaintexts are overwritten in the file);
+//!   plaintexts are overwritten in the file), temporary data (statement
+//!   journals) in memory only;
 //! - a file that is not a database, from a newer schema or of another application
 //!   gives a [`StoreError`] and is never reset.
 //!

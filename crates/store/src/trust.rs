@@ -1,5 +1,6 @@
 //! [`SqliteTrustStore`]: the ATM engine's state in SQLite (tables `trust_*`,
-//! migrations `0002_trust.sql` and `0003_trust_statements.sql`).
+//! migrations `0002_trust.sql`, `0003_trust_statements.sql` and
+//! `0005_trust_refs.sql`).
 //!
 //! One store is one scope: an own account and an encryption namespace; several
 //! scopes may share a file (and share it with a [`crate::SqliteSessionStore`]).
@@ -9,15 +10,19 @@
 //! Key rows and statements are also kept in memory (loaded when the store
 //! opens, updated only after a commit succeeded), so that the engine's many
 //! small reads cost no query: applying a trust message of 3,000 keys is one
-//! transaction of 3,000 key and 3,000 statement upserts. A store assumes it is
-//! the only writer of its scope.
+//! transaction of 3,000 key and 3,000 statement upserts. Key rows and
+//! statements name their keys by integer ids (table `trust_ref`, also kept in
+//! memory), so that those rows are a few dozen bytes each. A store assumes it
+//! is the only writer of its scope.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use atm_engine::{
     BareJid, Changeset, Confirmation, Decision, DecisionKind, KeyId, KeyRecord, KeyRef, Pending,
-    Policy, Postponed, Revocation, Statement, StatementIndex, TrustLevel, TrustStore,
+    Policy, Postponed, Revocation, Statement, StatementIndex, TrustLevel, TrustStore, Word,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -44,6 +49,8 @@ pub struct SqliteTrustStore {
     missed: HashSet<KeyRef>,
     /// The last revocation of each key.
     revocations: HashMap<KeyRef, Revocation>,
+    /// The id of every key in `trust_ref` (of this scope).
+    refs: HashMap<KeyRef, i64>,
 }
 
 /// A row of a waiting-decision table: sender, decision, stamp.
@@ -126,18 +133,16 @@ impl SqliteTrustStore {
         let mut store = SqliteTrustStore {
             database,
             scope,
-            keys: HashMap::new(),
-            postponed_senders: HashSet::new(),
-            pending_senders: HashSet::new(),
+            keys: HashMap::default(),
+            postponed_senders: HashSet::default(),
+            pending_senders: HashSet::default(),
             statements: StatementIndex::default(),
-            authenticated_owners: HashSet::new(),
-            missed: HashSet::new(),
-            revocations: HashMap::new(),
+            authenticated_owners: HashSet::default(),
+            missed: HashSet::default(),
+            revocations: HashMap::default(),
+            refs: HashMap::default(),
         };
-        store.load_keys()?;
-        store.load_postponed_senders()?;
-        store.load_statements()?;
-        store.load_authenticated_owners()?;
+        store.load()?;
         Ok(store)
     }
 
@@ -165,10 +170,47 @@ impl SqliteTrustStore {
         self.authenticated_owners.clear();
         self.missed.clear();
         self.revocations.clear();
-        self.load_keys()?;
+        self.refs.clear();
+        self.load()
+    }
+
+    /// Loads the rows kept in memory into empty maps.
+    fn load(&mut self) -> Result<(), StoreError> {
+        let by_id = self.load_refs()?;
+        self.load_keys(&by_id)?;
         self.load_postponed_senders()?;
-        self.load_statements()?;
+        self.load_statements(&by_id)?;
         self.load_authenticated_owners()
+    }
+
+    /// The keys of this scope's `trust_ref` rows, by id (also kept by key).
+    fn load_refs(&mut self) -> Result<HashMap<i64, KeyRef>, StoreError> {
+        let table = "trust_ref";
+        let rows: Vec<(i64, String, Vec<u8>)> = self.scope_rows(
+            "SELECT id, owner, key FROM trust_ref WHERE scope = ?1",
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        let mut by_id = HashMap::default();
+        by_id.reserve(rows.len());
+        self.refs.reserve(rows.len());
+        for (id, owner, key) in rows {
+            let key = self.key_ref(table, &owner, key)?;
+            self.refs.insert(key.clone(), id);
+            by_id.insert(id, key);
+        }
+        Ok(by_id)
+    }
+
+    /// The key of a ref id read from `table`.
+    fn referenced<'m>(
+        &self,
+        by_id: &'m HashMap<i64, KeyRef>,
+        table: &'static str,
+        id: i64,
+    ) -> Result<&'m KeyRef, StoreError> {
+        by_id
+            .get(&id)
+            .ok_or_else(|| self.invalid(table, format!("ref {id} is not a key of this scope")))
     }
 
     fn invalid(&self, table: &'static str, detail: String) -> StoreError {
@@ -208,34 +250,15 @@ impl SqliteTrustStore {
         }
     }
 
-    fn load_keys(&mut self) -> Result<(), StoreError> {
-        type Row = (String, Vec<u8>, String, Option<i64>, Option<i64>);
-        let rows: Vec<Row> = {
-            let mut statement = self
-                .database
-                .connection
-                .prepare(
-                    "SELECT owner, key, level, time_s, time_ns FROM trust_key WHERE scope = ?1",
-                )
-                .map_err(|e| self.database.error(e))?;
-            let rows = statement
-                .query_map(params![self.scope], |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
-                })
-                .map_err(|e| self.database.error(e))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| self.database.error(e))?;
-            rows
-        };
-        for (owner, key, level, seconds, nanos) in rows {
-            let owner = self.jid("trust_key", &owner)?;
-            let key = self.key_id("trust_key", key)?;
+    fn load_keys(&mut self, by_id: &HashMap<i64, KeyRef>) -> Result<(), StoreError> {
+        type Row = (i64, String, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = self.scope_rows(
+            "SELECT k.ref, k.level, k.time_s, k.time_ns FROM trust_key AS k \
+             JOIN trust_ref AS r ON r.id = k.ref WHERE r.scope = ?1",
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )?;
+        for (id, level, seconds, nanos) in rows {
+            let KeyRef { owner, key } = self.referenced(by_id, "trust_key", id)?.clone();
             let level: TrustLevel = level
                 .parse()
                 .map_err(|e: atm_engine::UnknownLevel| self.invalid("trust_key", e.to_string()))?;
@@ -309,28 +332,26 @@ impl SqliteTrustStore {
         Ok(())
     }
 
-    fn load_statements(&mut self) -> Result<(), StoreError> {
-        type Row = (String, Vec<u8>, String, Vec<u8>, String, [i64; 4]);
+    fn load_statements(&mut self, by_id: &HashMap<i64, KeyRef>) -> Result<(), StoreError> {
+        type Row = (i64, i64, String, [i64; 4]);
         let table = "trust_statement";
         let rows: Vec<Row> = self.scope_rows(
-            "SELECT owner, key, source_owner, source_key, kind, time_s, time_ns, stamp_s, stamp_ns \
-             FROM trust_statement WHERE scope = ?1",
+            "SELECT s.target, s.source, s.kind, s.time_s, s.time_ns, s.stamp_s, s.stamp_ns \
+             FROM trust_statement AS s JOIN trust_ref AS r ON r.id = s.target WHERE r.scope = ?1",
             |row| {
                 Ok((
                     row.get(0)?,
                     row.get(1)?,
                     row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    [row.get(5)?, row.get(6)?, row.get(7)?, row.get(8)?],
+                    [row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?],
                 ))
             },
         )?;
-        for (owner, key, source_owner, source_key, kind, [ts, tn, ss, sn]) in rows {
+        for (target, source, kind, [ts, tn, ss, sn]) in rows {
             let statement = Statement {
-                source: self.key_ref(table, &source_owner, source_key)?,
+                source: self.referenced(by_id, table, source)?.clone(),
                 decision: Decision {
-                    target: self.key_ref(table, &owner, key)?,
+                    target: self.referenced(by_id, table, target)?.clone(),
                     kind: self.kind(table, &kind)?,
                     time: self.time(table, ts, tn)?,
                 },
@@ -462,19 +483,52 @@ impl SqliteTrustStore {
             .collect()
     }
 
-    fn write(&self, changes: &Changeset) -> rusqlite::Result<()> {
+    /// The id of `key` in `trust_ref`: known, added in this commit (`added`),
+    /// or inserted now (and then recorded in `added`).
+    fn ref_id(&self, key: &KeyRef, added: &mut HashMap<KeyRef, i64>) -> rusqlite::Result<i64> {
+        if let Some(id) = self.refs.get(key).or_else(|| added.get(key)) {
+            return Ok(*id);
+        }
+        // DO UPDATE (to the same value) so that RETURNING also gives the id
+        // of a row this store did not know of.
+        let id: i64 = self
+            .database
+            .connection
+            .prepare_cached(
+                "INSERT INTO trust_ref (scope, owner, key) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (scope, owner, key) DO UPDATE SET owner = excluded.owner RETURNING id",
+            )?
+            .query_row(
+                params![self.scope, key.owner.as_str(), key.key.as_bytes()],
+                |row| row.get(0),
+            )?;
+        added.insert(key.clone(), id);
+        Ok(id)
+    }
+
+    /// The id of `key` if it has one (a key without one is named by no key
+    /// row and no statement).
+    fn known_ref(&self, key: &KeyRef, added: &HashMap<KeyRef, i64>) -> Option<i64> {
+        self.refs.get(key).or_else(|| added.get(key)).copied()
+    }
+
+    /// Writes a changeset; the keys it gave an id are added to `added`.
+    fn write(&self, changes: &Changeset, added: &mut HashMap<KeyRef, i64>) -> rusqlite::Result<()> {
         use rusqlite::types::ValueRef::{Blob, Integer, Null, Text};
         let connection = &self.database.connection;
         let scope = self.scope;
+        let keys = changes
+            .keys
+            .iter()
+            .map(|(key, record)| Ok((self.ref_id(key, added)?, record)))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         upsert_batched(
             connection,
-            "trust_key (scope, owner, key, level, time_s, time_ns)",
-            &changes.keys,
-            |(key, record), values| {
+            "trust_key (ref, level, time_s, time_ns)",
+            &keys,
+            |(id, record), values| {
                 let time = record.time.map(time_parts);
-                values.push(Integer(scope));
-                values.push(Text(key.owner.as_str().as_bytes()));
-                values.push(Blob(key.key.as_bytes()));
+                values.push(Integer(*id));
                 values.push(Text(record.level.as_str().as_bytes()));
                 values.push(time.map_or(Null, |t| Integer(t.0)));
                 values.push(time.map_or(Null, |t| Integer(t.1)));
@@ -535,27 +589,37 @@ impl SqliteTrustStore {
             )?;
         }
         for (target, source) in &changes.unstate {
-            execute_keys(
-                connection,
-                "DELETE FROM trust_statement WHERE scope = ?1 AND owner = ?2 AND key = ?3 \
-                 AND source_owner = ?4 AND source_key = ?5",
-                scope,
-                &[target, source],
-            )?;
+            // Keys without an id have no statement.
+            if let (Some(target), Some(source)) =
+                (self.known_ref(target, added), self.known_ref(source, added))
+            {
+                connection
+                    .prepare_cached(
+                        "DELETE FROM trust_statement WHERE target = ?1 AND source = ?2",
+                    )?
+                    .execute(params![target, source])?;
+            }
         }
+        let statements = changes
+            .statements
+            .iter()
+            .map(|s| {
+                Ok((
+                    self.ref_id(&s.decision.target, added)?,
+                    self.ref_id(&s.source, added)?,
+                    s,
+                ))
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         upsert_batched(
             connection,
-            "trust_statement (scope, owner, key, source_owner, source_key, kind, time_s, time_ns, stamp_s, stamp_ns)",
-            &changes.statements,
-            |statement, values| {
-                let target = &statement.decision.target;
+            "trust_statement (target, source, kind, time_s, time_ns, stamp_s, stamp_ns)",
+            &statements,
+            |(target, source, statement), values| {
                 let (ts, tn) = time_parts(statement.decision.time);
                 let (ss, sn) = time_parts(statement.stamp);
-                values.push(Integer(scope));
-                values.push(Text(target.owner.as_str().as_bytes()));
-                values.push(Blob(target.key.as_bytes()));
-                values.push(Text(statement.source.owner.as_str().as_bytes()));
-                values.push(Blob(statement.source.key.as_bytes()));
+                values.push(Integer(*target));
+                values.push(Integer(*source));
                 values.push(Text(kind_text(statement.decision.kind).as_bytes()));
                 for v in [ts, tn, ss, sn] {
                     values.push(Integer(v));
@@ -595,7 +659,7 @@ impl SqliteTrustStore {
                 values.push(until.map_or(Null, |u| Integer(u.1)));
             },
         )?;
-        let mut flagged: HashSet<&BareJid> = HashSet::new();
+        let mut flagged: HashSet<&BareJid> = HashSet::default();
         for (key, record) in &changes.keys {
             if record.level == TrustLevel::Authenticated
                 && !self.authenticated_owners.contains(&key.owner)
@@ -953,6 +1017,10 @@ impl TrustStore for SqliteTrustStore {
         Ok(self.statements.of(target, source))
     }
 
+    fn word_of(&mut self, target: &KeyRef, source: &KeyRef) -> Result<Option<Word>, StoreError> {
+        Ok(self.statements.word_of(target, source))
+    }
+
     fn revocation(&mut self, key: &KeyRef) -> Result<Option<Revocation>, StoreError> {
         Ok(self.revocations.get(key).copied())
     }
@@ -1054,7 +1122,8 @@ impl TrustStore for SqliteTrustStore {
         connection
             .execute_batch(begin)
             .map_err(|e| self.database.error(e))?;
-        match self.write(changes) {
+        let mut added = HashMap::default();
+        match self.write(changes, &mut added) {
             Ok(()) => {
                 if let Err(error) = connection.execute_batch(commit) {
                     let _ = connection.execute_batch(rollback);
@@ -1066,6 +1135,7 @@ impl TrustStore for SqliteTrustStore {
                 return Err(self.database.error(error));
             }
         }
+        self.refs.extend(added);
         for (key, record) in &changes.keys {
             match self.keys.get_mut(&key.owner) {
                 Some(keys) => match keys.get_mut(&key.key) {

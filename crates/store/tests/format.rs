@@ -351,6 +351,184 @@ fn schema_v3_file_still_opens_and_reads() {
 }
 
 #[test]
+fn schema_v4_file_still_opens_and_reads() {
+    let (_directory, path) = copy_fixture("schema_v4.sqlite");
+    check_omemo_fixture(&path);
+    check_trust_fixture(&path);
+    check_statements_fixture(&path);
+}
+
+/// A schema 4 file (as the migrations before 0005 leave it) with two scopes
+/// naming the same keys, and a statement whose source is not a key row.
+fn schema_v4_two_scopes(path: &Path) {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    for migration in &MIGRATIONS[..4] {
+        connection.execute_batch(migration.sql).unwrap();
+    }
+    connection
+        .execute_batch(&format!(
+            "PRAGMA application_id = {}; PRAGMA user_version = 4;
+             INSERT INTO trust_scope (id, account, encryption) VALUES
+                 (1, 'alice@example.org', 'urn:xmpp:omemo:2'),
+                 (2, 'alice@example.org', 'eu.siacs.conversations.axolotl');
+             INSERT INTO trust_key (scope, owner, key, level, time_s, time_ns) VALUES
+                 (1, 'bob@example.org', x'0101', 'authenticated', 10, 5),
+                 (1, 'bob@example.org', x'0202', 'automatically_trusted', NULL, NULL),
+                 (2, 'bob@example.org', x'0101', 'manually_distrusted', 11, 6);
+             INSERT INTO trust_statement (scope, owner, key, source_owner, source_key, kind,
+                     time_s, time_ns, stamp_s, stamp_ns) VALUES
+                 (1, 'bob@example.org', x'0101', 'alice@example.org', x'0909', 'trust', 10, 5, 12, 0),
+                 (1, 'bob@example.org', x'0101', 'bob@example.org', x'0202', 'distrust', 9, 0, 9, 1),
+                 (2, 'bob@example.org', x'0101', 'alice@example.org', x'0909', 'distrust', 11, 6, 13, 0);",
+            atm_store::APPLICATION_ID
+        ))
+        .unwrap();
+}
+
+#[test]
+fn the_v5_migration_carries_keys_and_statements_of_every_scope_over() {
+    use atm_engine::{
+        Decision, DecisionKind, KeyId, KeyRecord, KeyRef, Statement, TrustLevel, TrustStore as _,
+    };
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("v4.sqlite");
+    schema_v4_two_scopes(&path);
+    let key = |owner: &str, b: u8| {
+        KeyRef::new(owner.parse().unwrap(), KeyId::from_bytes([b; 2]).unwrap())
+    };
+    let time = |s: i64, n: i64| {
+        DateTime::UNIX_EPOCH + chrono::Duration::seconds(s) + chrono::Duration::nanoseconds(n)
+    };
+    let (bob1, bob2, alice9) = (
+        key("bob@example.org", 1),
+        key("bob@example.org", 2),
+        key("alice@example.org", 9),
+    );
+    let account = "alice@example.org".parse().unwrap();
+    let mut omemo2 =
+        atm_store::SqliteTrustStore::open(&path, &account, "urn:xmpp:omemo:2").unwrap();
+    assert_eq!(omemo2.database().schema_version().unwrap(), SCHEMA_VERSION);
+    omemo2.database().check_integrity().unwrap();
+    assert_eq!(
+        omemo2.keys_at(&TrustLevel::ALL).unwrap(),
+        vec![
+            (
+                bob1.clone(),
+                KeyRecord {
+                    level: TrustLevel::Authenticated,
+                    time: Some(time(10, 5))
+                }
+            ),
+            (
+                bob2.clone(),
+                KeyRecord {
+                    level: TrustLevel::AutomaticallyTrusted,
+                    time: None
+                }
+            ),
+        ]
+    );
+    let statement = |source: &KeyRef, kind, t, stamp| Statement {
+        source: source.clone(),
+        decision: Decision {
+            target: bob1.clone(),
+            kind,
+            time: t,
+        },
+        stamp,
+    };
+    assert_eq!(
+        omemo2.statements_about(&bob1).unwrap(),
+        vec![
+            statement(&alice9, DecisionKind::Trust, time(10, 5), time(12, 0)),
+            statement(&bob2, DecisionKind::Distrust, time(9, 0), time(9, 1)),
+        ]
+    );
+    assert_eq!(omemo2.statements_from(&bob2).unwrap().len(), 1);
+    drop(omemo2);
+    let mut legacy =
+        atm_store::SqliteTrustStore::open(&path, &account, "eu.siacs.conversations.axolotl")
+            .unwrap();
+    assert_eq!(
+        legacy.keys_at(&TrustLevel::ALL).unwrap(),
+        vec![(
+            bob1.clone(),
+            KeyRecord {
+                level: TrustLevel::ManuallyDistrusted,
+                time: Some(time(11, 6))
+            }
+        )]
+    );
+    assert_eq!(
+        legacy.statements_about(&bob1).unwrap(),
+        vec![statement(
+            &alice9,
+            DecisionKind::Distrust,
+            time(11, 6),
+            time(13, 0)
+        )]
+    );
+    assert!(legacy.statements_from(&bob2).unwrap().is_empty());
+    // Each scope has its own ids: three keys in the first, two in the second.
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let refs: Vec<(i64, i64)> = connection
+        .prepare("SELECT scope, count(*) FROM trust_ref GROUP BY scope ORDER BY scope")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(refs, vec![(1, 3), (2, 2)]);
+}
+
+#[test]
+fn a_v4_file_keeps_working_after_the_migration() {
+    use atm_engine::{MemoryStore, TrustLevel, TrustStore as _};
+    let (_directory, path) = copy_fixture("schema_v4.sqlite");
+    // New keys and statements next to the migrated ones, and the same
+    // changes again (every row replaced), survive a reopening.
+    let mut changes = statements_fixture();
+    for statement in &mut changes.statements {
+        statement.stamp += chrono::Duration::seconds(100);
+    }
+    changes.keys.push((
+        "grace@example.org"
+            .parse::<jid::BareJid>()
+            .map(|owner| {
+                atm_engine::KeyRef::new(owner, atm_engine::KeyId::from_bytes([13; 32]).unwrap())
+            })
+            .unwrap(),
+        atm_engine::KeyRecord {
+            level: TrustLevel::ManuallyDistrusted,
+            time: None,
+        },
+    ));
+    let mut expected = MemoryStore::new();
+    expected.commit(&statements_fixture()).unwrap();
+    expected.commit(&trust_fixture()).unwrap();
+    expected.commit(&changes).unwrap();
+    trust_scope(&path).commit(&changes).unwrap();
+    let mut store = trust_scope(&path);
+    assert_eq!(
+        store.keys_at(&TrustLevel::ALL).unwrap(),
+        expected.keys_at(&TrustLevel::ALL).unwrap()
+    );
+    for statement in &changes.statements {
+        let target = &statement.decision.target;
+        assert_eq!(
+            store.statements_about(target).unwrap(),
+            expected.statements_about(target).unwrap()
+        );
+        let source = &statement.source;
+        assert_eq!(
+            store.statements_from(source).unwrap(),
+            expected.statements_from(source).unwrap()
+        );
+    }
+    store.database().check_integrity().unwrap();
+}
+
+#[test]
 fn a_v2_file_gains_statements() {
     let (_directory, path) = copy_fixture("schema_v2.sqlite");
     {
