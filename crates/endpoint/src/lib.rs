@@ -63,7 +63,7 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use atm_client::{CommandError, CoreError, Endpoint, Event, OutboxId};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
 use tokio_xmpp::connect::{DnsConfig, ServerConnector, StartTlsServerConnector};
 use tokio_xmpp::parsers::caps::{compute_disco, hash_caps, Caps};
@@ -231,6 +231,11 @@ struct Unacked {
     resends: u32,
 }
 
+/// An observer of every stanza the driver hands to the core
+/// ([`Driver::set_tap`]): the core as it is just before, the stanza, and
+/// the receipt time the core is given.
+pub type Tap = Box<dyn FnMut(&Endpoint, &Element, DateTime<Utc>)>;
+
 /// One device online: the core, the stream, and what is in flight.
 pub struct Driver {
     core: Endpoint,
@@ -245,6 +250,7 @@ pub struct Driver {
     events: VecDeque<Event>,
     settings: Settings,
     last_maintain: Instant,
+    tap: Option<Tap>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -466,6 +472,7 @@ impl Driver {
             events: VecDeque::new(),
             settings,
             last_maintain: Instant::now(),
+            tap: None,
         };
         driver.online().await?;
         Ok(driver)
@@ -501,6 +508,15 @@ impl Driver {
             self.send(Stanza::from(presence)).await?;
         }
         self.flush().await
+    }
+
+    /// Sets (or removes) the [`Tap`] that sees every message and answer
+    /// the driver hands to the core, just before the core processes it (to
+    /// record what a peer sent, with the receipt time, and the state it met:
+    /// the core's store is committed at that point). Presence and requests
+    /// addressed to this client are answered by the driver and not tapped.
+    pub fn set_tap(&mut self, tap: Option<Tap>) {
+        self.tap = tap;
     }
 
     /// How often the stream was established again with loss of state
@@ -700,7 +716,11 @@ impl Driver {
             _ => {}
         }
         let element = Element::from(stanza);
-        self.core.handle_stanza(&element, Utc::now())?;
+        let now = Utc::now();
+        if let Some(tap) = self.tap.as_mut() {
+            tap(&self.core, &element, now);
+        }
+        self.core.handle_stanza(&element, now)?;
         self.collect_events();
         Ok(())
     }
