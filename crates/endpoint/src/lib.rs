@@ -62,7 +62,7 @@ pub use plaintext::{PlaintextError, PlaintextLoopbackConnector};
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use atm_client::{CommandError, CoreError, Endpoint, Event, OutboxId};
+use atm_client::{CommandError, CoreError, Endpoint, Event, Handled, OutboxId, Transmit};
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
 use tokio_xmpp::connect::{DnsConfig, ServerConnector, StartTlsServerConnector};
@@ -232,9 +232,26 @@ struct Unacked {
 }
 
 /// An observer of every stanza the driver hands to the core
-/// ([`Driver::set_tap`]): the core as it is just before, the stanza, and
-/// the receipt time the core is given.
-pub type Tap = Box<dyn FnMut(&Endpoint, &Element, DateTime<Utc>)>;
+/// ([`Driver::set_tap`]).
+pub trait Tap {
+    /// Just before the core processes `stanza` with the receipt time `now`
+    /// (the core's store holds everything processed so far, committed).
+    fn before(&mut self, core: &Endpoint, stanza: &Element, now: DateTime<Utc>);
+    /// Just after: what the core did with it (`None`: the core failed) and
+    /// the events it reported for it.
+    fn after(
+        &mut self,
+        core: &Endpoint,
+        stanza: &Element,
+        handled: Option<&Handled>,
+        events: &[Event],
+    );
+    /// A stanza of the core is handed to the stream for the first time
+    /// (resends of unacknowledged stored stanzas are not tapped again).
+    fn sending(&mut self, core: &Endpoint, transmit: &Transmit) {
+        let _ = (core, transmit);
+    }
+}
 
 /// One device online: the core, the stream, and what is in flight.
 pub struct Driver {
@@ -250,7 +267,7 @@ pub struct Driver {
     events: VecDeque<Event>,
     settings: Settings,
     last_maintain: Instant,
-    tap: Option<Tap>,
+    tap: Option<Box<dyn Tap>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -515,7 +532,7 @@ impl Driver {
     /// record what a peer sent, with the receipt time, and the state it met:
     /// the core's store is committed at that point). Presence and requests
     /// addressed to this client are answered by the driver and not tapped.
-    pub fn set_tap(&mut self, tap: Option<Tap>) {
+    pub fn set_tap(&mut self, tap: Option<Box<dyn Tap>>) {
         self.tap = tap;
     }
 
@@ -566,6 +583,9 @@ impl Driver {
     /// A core failure, a full stream queue, an unsendable stanza.
     pub async fn flush(&mut self) -> Result<(), DriverError> {
         while let Some(transmit) = self.core.poll_transmit()? {
+            if let Some(tap) = self.tap.as_mut() {
+                tap.sending(&self.core, &transmit);
+            }
             let token = self.send(to_stanza(transmit.stanza.clone())?).await?;
             if let Some(outbox) = transmit.outbox {
                 self.unacked.push(Unacked {
@@ -718,10 +738,18 @@ impl Driver {
         let element = Element::from(stanza);
         let now = Utc::now();
         if let Some(tap) = self.tap.as_mut() {
-            tap(&self.core, &element, now);
+            tap.before(&self.core, &element, now);
         }
-        self.core.handle_stanza(&element, now)?;
-        self.collect_events();
+        let reported = self.events.len();
+        let handled = self.core.handle_stanza(&element, now);
+        if handled.is_ok() {
+            self.collect_events();
+        }
+        if let Some(tap) = self.tap.as_mut() {
+            let events: Vec<Event> = self.events.iter().skip(reported).cloned().collect();
+            tap.after(&self.core, &element, handled.as_ref().ok(), &events);
+        }
+        handled?;
         Ok(())
     }
 
