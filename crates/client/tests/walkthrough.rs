@@ -98,9 +98,10 @@ fn seed_walkthrough_five_devices_eight_scans_twenty_authentications() {
     // As on the simulator (complete propagation): 3 trust messages.
     assert_eq!(router.encrypted_sent, 3);
     eprintln!(
-        "seed walkthrough: {} trust-message stanzas sent, {} copies delivered ({} bytes), \
-         {:.1} delivered per automatic authentication",
+        "seed walkthrough: {} trust-message stanzas sent ({} empty OMEMO replies), \
+         {} copies delivered ({} bytes), {:.1} delivered per automatic authentication",
         router.encrypted_sent,
+        router.empty_sent,
         router.encrypted_delivered,
         router.encrypted_delivered_bytes,
         router.encrypted_delivered as f64 / 12.0

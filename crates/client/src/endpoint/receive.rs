@@ -346,6 +346,12 @@ impl Endpoint {
         } else {
             Handled::Ignored
         };
+        if opened.reply {
+            // XEP-0384 §Business Rules: an empty message back, so that the
+            // sender stops sending key exchanges (QXmpp 1.10 marks only its
+            // first one kex='true', docs/interop.md) or moves its ratchet on.
+            self.send_empty(sender, sender_device, now)?;
+        }
         crypto::acknowledge(&mut self.store, opened.pending_id)?;
         let (_, prekeys_after) = crypto::own_bundle(&mut self.store)?;
         Ok((handled, prekeys_before != prekeys_after))
