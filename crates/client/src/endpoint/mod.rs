@@ -660,7 +660,10 @@ impl Endpoint {
 
 impl Endpoint {
     /// Stores an empty OMEMO message to one device of `to` in the outbox
-    /// (`<store/>` hint, like every OMEMO message of ours).
+    /// (`<store/>` hint, like every OMEMO message of ours; `<private/>` and
+    /// `<no-copy/>` (XEP-0280 §Avoiding Carbons): it is for that one device,
+    /// so no carbon copies, which the own account's other devices could
+    /// only fail to decrypt).
     pub(crate) fn send_empty(
         &mut self,
         to: &BareJid,
@@ -685,6 +688,8 @@ impl Endpoint {
             .attr(nc("id"), id)
             .append(encrypted)
             .append(builder("store", NS_HINTS).build())
+            .append(builder("private", stanza::NS_CARBONS).build())
+            .append(builder("no-copy", NS_HINTS).build())
             .build();
         self.store.push_outbox(&String::from(&message))?;
         Ok(())
