@@ -41,7 +41,10 @@ const QUIET: Duration = Duration::from_millis(1500);
 
 /// What QXmpp logs that is about its own doing, not about what it received
 /// from us (docs/interop.md, behaviour notes 1 and 3).
-const KNOWN_QXMPP_WARNINGS: [&str; 5] = [
+const KNOWN_QXMPP_WARNINGS: [&str; 6] = [
+    // The harness's explicit device-list subscription before the other
+    // account approved the presence subscription (it asks again).
+    "could not be subscribed",
     // A message to its own JID built before any own key is authenticated.
     "OMEMO element could not be created because no recipient devices with keys having accepted trust levels could be found",
     // The second copy (direct + carbon) of a message to its own bare JID.
@@ -157,7 +160,7 @@ fn check_logs(world: &mut World, what: &str, no_recipient_warnings: usize) {
             // recognised the copy.
             if warning == "Empty OMEMO message could not be successfully processed" {
                 assert!(
-                    index > 0 && warnings[index - 1] == "OMEMO envelope data is already received",
+                    index > 0 && warnings[index - 1].contains("is already received"),
                     "{what}: {} (QXmpp) could not process an empty OMEMO message: {warnings:#?}",
                     peer.name
                 );
@@ -193,6 +196,16 @@ fn check_logs(world: &mut World, what: &str, no_recipient_warnings: usize) {
             }
         }
     }
+}
+
+/// The (innermost) message that holds the `<encrypted>` element.
+fn find_message_with_encrypted(
+    element: &tokio_xmpp::parsers::minidom::Element,
+) -> Option<&tokio_xmpp::parsers::minidom::Element> {
+    if element.name() == "message" && element.get_child("encrypted", qxmpp::NS_OMEMO).is_some() {
+        return Some(element);
+    }
+    element.children().find_map(find_message_with_encrypted)
 }
 
 /// Whether `name` showed `text` as an OMEMO 2 chat message.
@@ -233,9 +246,32 @@ fn record(world: &mut World, run: &str) {
         .collect();
     let shared = world.shared.borrow();
     let mut records = Vec::new();
-    for (n, r) in shared.records.iter().enumerate() {
-        let file = format!("{n:02}-{}.sqlite", r.device);
-        std::fs::write(dir.join(&file), &r.snapshot).unwrap();
+    // Every message with a payload (trust messages, chat, and their second
+    // copies) but archive results; of the empty ones (key exchanges), those whose message has
+    // no `to` (RFC 6121 §8.1: addressed to the own account), at most 3.
+    let mut without_to = 0;
+    let kept = shared.records.iter().filter(|r| {
+        // Archive results answer a query whose id the core keeps in
+        // memory only: a snapshot cannot take them.
+        if r.stanza.contains("urn:xmpp:mam:2") {
+            return false;
+        }
+        if r.stanza.contains("<payload") {
+            return true;
+        }
+        let element: tokio_xmpp::parsers::minidom::Element = r.stanza.parse().unwrap();
+        let inner_to = find_message_with_encrypted(&element).and_then(|m| m.attr("to"));
+        if inner_to.is_none() && without_to < 3 {
+            without_to += 1;
+            return true;
+        }
+        false
+    });
+    for (n, r) in kept.enumerate() {
+        let file = format!("{n:02}-{}.sqlite.gz", r.device);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &r.snapshot).unwrap();
+        std::fs::write(dir.join(&file), gz.finish().unwrap()).unwrap();
         records.push(json!({
             "device": r.device,
             "jid": r.jid,
@@ -280,7 +316,8 @@ fn record(world: &mut World, run: &str) {
     )
     .unwrap();
     eprintln!(
-        "recorded {} stanzas from QXmpp into {}",
+        "recorded {} of {} stanzas from QXmpp into {}",
+        records.len(),
         shared.records.len(),
         dir.display()
     );

@@ -409,7 +409,14 @@ impl World {
     }
 
     pub async fn add_qxmpp(&mut self, name: &str, jid: &str) {
-        let mut peer = Peer::spawn(name, &self.binary, self.net.directory.path());
+        // The peers' logs (every line they print, raw stream included) go
+        // to ATM_QXMPP_LOGS if set (kept), else to the run's temporary
+        // directory.
+        let logs = std::env::var_os("ATM_QXMPP_LOGS")
+            .map(|d| PathBuf::from(d).join(&self.shared.borrow().run))
+            .unwrap_or_else(|| self.net.directory.path().to_owned());
+        std::fs::create_dir_all(&logs).unwrap();
+        let mut peer = Peer::spawn(name, &self.binary, &logs);
         let id = peer.send(json!({
             "cmd": "connect",
             "jid": jid,
