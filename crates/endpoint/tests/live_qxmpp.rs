@@ -167,7 +167,7 @@ fn check_logs(world: &mut World, what: &str, no_recipient_warnings: usize) {
                 continue;
             }
             assert!(
-                is_known_warning(&warning),
+                is_known_warning(warning),
                 "{what}: {} (QXmpp) logged: {warning}\nall its warnings: {warnings:#?}",
                 peer.name,
             );
