@@ -31,8 +31,7 @@ fn data() -> PathBuf {
 }
 
 fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -277,5 +276,8 @@ fn what_qxmpp_received_from_us_has_the_right_shape_and_was_applied() {
             }
         }
     }
-    assert!(from_us >= 3, "trust messages from us received by QXmpp: {from_us}");
+    assert!(
+        from_us >= 3,
+        "trust messages from us received by QXmpp: {from_us}"
+    );
 }

@@ -377,6 +377,11 @@ async fn seed_walkthrough_with_qxmpp_as_the_hub_a3() {
 /// A3→B2 (ours): B2 authenticated, the postponed B1 released; one message
 /// to bob with `{alice:[A1,A2]}` for B1 and B2 and, riding along for A1
 /// and A2, `{bob:[B1,B2]}`. All 20; ours 2 messages, QXmpp 2.
+///
+/// Flaky through QXmpp alone (docs/interop.md, reports 2 and 3): two QXmpp
+/// devices of one account starting together sometimes cannot read each
+/// other (unmarked key exchanges), or both pick the same prekey of one of
+/// ours; the test then fails, naming the refusal or the missing keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the QXmpp peer (ATM_QXMPP_PEER), which CI cannot build; see docs/interop.md"]
 async fn seed_walkthrough_with_qxmpp_only_on_bobs_side() {
