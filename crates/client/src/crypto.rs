@@ -161,6 +161,28 @@ pub(crate) fn encrypt(
     Ok(Element::from(&encrypted))
 }
 
+/// An empty OMEMO message (no payload) for one device with which a
+/// session exists: the reply XEP-0384 §Business Rules ask for after a key
+/// exchange (the sender stops sending key exchanges) or as a heartbeat.
+pub(crate) fn encrypt_empty(
+    store: &mut EndpointStore,
+    rng: &mut dyn SecureRandom,
+    jid: &BareJid,
+    device_id: u32,
+    now: DateTime<Utc>,
+    to: DeviceAddress,
+) -> Result<Element, CoreError> {
+    let mut device = open(store, jid, device_id, now, rng)?;
+    let recipient = Recipient {
+        address: to,
+        bundle: None,
+    };
+    let encrypted = device
+        .encrypt_empty(&[recipient], rng)
+        .map_err(device_error)?;
+    Ok(Element::from(&encrypted))
+}
+
 /// A parsed `<encrypted/>` element.
 #[derive(Debug, Clone)]
 pub(crate) struct OmemoMessage(Encrypted);
@@ -246,6 +268,9 @@ pub(crate) struct Opened {
     /// Empty for an empty OMEMO message (key material only, XEP-0384
     /// §Business Rules: completes a key exchange, a heartbeat).
     pub content: Vec<Element>,
+    /// Whether XEP-0384 §Business Rules ask for an empty message back to
+    /// the sender device (a key exchange built a session; a heartbeat).
+    pub reply: bool,
 }
 
 /// Why a message could not be decrypted.
@@ -386,6 +411,7 @@ fn decrypt_once(
                 sender_identity: opened.sender_identity.to_bytes(),
                 time,
                 content,
+                reply: opened.reply.is_some(),
             })
         }
         Err(DeviceError::Decrypt(DecryptError::Duplicate { .. })) => Err(DecryptFailure::Replay),

@@ -219,3 +219,51 @@ fn a_trust_message_whose_sce_time_is_far_from_the_servers_stamp_decides_nothing(
     )));
     assert_eq!(router.nodes[a1].core().keys().unwrap(), keys);
 }
+
+/// RFC 6121 §8.1: a message without `to` is addressed to its sender's bare
+/// JID. QXmpp 1.10 sends its empty key-exchange messages to its own account
+/// so (docs/interop.md). From the own account it is taken as addressed to
+/// the own JID; from anyone else it is still refused.
+#[test]
+fn a_message_without_to_is_the_own_accounts_only() {
+    let mut router = Router::new();
+    let a1 = router.add("A1", "alice@example.org");
+    let a2 = router.add("A2", "alice@example.org");
+    let a3 = router.add("A3", "alice@example.org");
+    router.all_contacts();
+    router.start_all();
+    router.scan(a1, a3);
+    router.scan(a3, a1);
+    let uri = router.nodes[a2].core().uri();
+    let now = router.tick();
+    router.nodes[a3].core().scan(&uri, now).unwrap();
+    let genuine = router
+        .take_transmits(a3)
+        .into_iter()
+        .find(|s| s.name() == "message")
+        .unwrap();
+    let text = String::from(&genuine);
+    assert!(text.contains("to='alice@example.org'"), "{text}");
+    let without_to = text.replacen(" to='alice@example.org'", "", 1);
+    let keys = router.nodes[a1].core().keys().unwrap();
+    // Someone else's message without `to`: refused, nothing changes.
+    let foreign: Element = without_to
+        .replacen("<message ", "<message from='bob@example.com/B1' ", 1)
+        .parse()
+        .unwrap();
+    assert_eq!(
+        router.deliver(a1, &foreign),
+        Handled::Rejected(Rejection::MissingAttribute {
+            element: "message",
+            attribute: "to"
+        })
+    );
+    assert_eq!(router.nodes[a1].core().keys().unwrap(), keys);
+    // The own device's: taken (its SCE <to> names the own account).
+    let own: Element = without_to
+        .replacen("<message ", "<message from='alice@example.org/A3' ", 1)
+        .parse()
+        .unwrap();
+    assert_eq!(router.deliver(a1, &own), Handled::TrustMessage);
+    assert_ne!(router.nodes[a1].core().keys().unwrap(), keys);
+}

@@ -4,9 +4,10 @@
 
 mod common;
 
-use atm_client::{CommandError, Event};
+use atm_client::{ns, CommandError, Event, Handled};
 use atm_engine::TrustLevel;
 use common::Router;
+use minidom::Element;
 
 fn authenticated(router: &mut Router, at: usize, of: usize) -> bool {
     router.level(at, of) == Some(TrustLevel::Authenticated)
@@ -98,9 +99,10 @@ fn seed_walkthrough_five_devices_eight_scans_twenty_authentications() {
     // As on the simulator (complete propagation): 3 trust messages.
     assert_eq!(router.encrypted_sent, 3);
     eprintln!(
-        "seed walkthrough: {} trust-message stanzas sent, {} copies delivered ({} bytes), \
-         {:.1} delivered per automatic authentication",
+        "seed walkthrough: {} trust-message stanzas sent ({} empty OMEMO replies), \
+         {} copies delivered ({} bytes), {:.1} delivered per automatic authentication",
         router.encrypted_sent,
+        router.empty_sent,
         router.encrypted_delivered,
         router.encrypted_delivered_bytes,
         router.encrypted_delivered as f64 / 12.0
@@ -250,4 +252,74 @@ fn seed_walkthrough_with_every_scan_before_any_delivery() {
             node.events
         );
     }
+}
+
+/// XEP-0384 §Business Rules: a key exchange is answered with an empty OMEMO
+/// message, private (no carbons: it is for one device), after which the
+/// other side sends no more key exchanges. QXmpp 1.10 depends on it: it
+/// keeps sending key exchanges until it hears back, unmarked after the
+/// first (docs/interop.md).
+#[test]
+fn a_key_exchange_is_answered_with_one_private_empty_message() {
+    let mut router = Router::new();
+    let a1 = router.add("A1", "alice@example.org");
+    let b1 = router.add("B1", "bob@example.com");
+    router.all_contacts();
+    router.start_all();
+    router.scan(a1, b1);
+    router.scan(b1, a1);
+    let b1_id = router.nodes[b1].core().device_id();
+    let a1_id = router.nodes[a1].core().device_id();
+    let chat_from_a1 = |router: &mut Router| {
+        let now = router.tick();
+        router.nodes[a1]
+            .core()
+            .send_chat("bob@example.com", "hello", now)
+            .unwrap();
+        let mut chat = router
+            .take_transmits(a1)
+            .into_iter()
+            .find(|s| s.name() == "message")
+            .unwrap();
+        common::set_attr(&mut chat, "from", "alice@example.org/A1");
+        chat
+    };
+    let first = chat_from_a1(&mut router);
+    assert!(String::from(&first).contains(&format!("kex='true' rid='{b1_id}'")));
+    assert_eq!(router.deliver(b1, &first), Handled::Chat);
+    let replies: Vec<Element> = router
+        .take_transmits(b1)
+        .into_iter()
+        .filter(|s| s.name() == "message")
+        .collect();
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    let reply = &replies[0];
+    assert_eq!(reply.attr("to"), Some("alice@example.org"));
+    let encrypted = reply.get_child("encrypted", ns::NS_OMEMO).unwrap();
+    assert!(encrypted.get_child("payload", ns::NS_OMEMO).is_none());
+    assert!(
+        reply.get_child("private", ns::NS_CARBONS).is_some(),
+        "{}",
+        String::from(reply)
+    );
+    assert!(reply.get_child("no-copy", ns::NS_HINTS).is_some());
+    let text = String::from(reply);
+    assert_eq!(text.matches("<key ").count(), 1, "{text}");
+    assert!(text.contains(&format!("rid='{a1_id}'")) && !text.contains("kex='true'"));
+    // A1 takes it; its next message is no key exchange any more.
+    let mut reply = reply.clone();
+    common::set_attr(&mut reply, "from", "bob@example.com/B1");
+    let handled = router.deliver(a1, &reply);
+    assert!(
+        matches!(handled, Handled::Ignored | Handled::NotForThisDevice),
+        "{handled:?}"
+    );
+    let second = chat_from_a1(&mut router);
+    assert!(!String::from(&second).contains("kex='true'"), "{second:?}");
+    assert_eq!(router.deliver(b1, &second), Handled::Chat);
+    // Nothing answers an ordinary message.
+    assert!(router
+        .take_transmits(b1)
+        .iter()
+        .all(|s| s.name() != "message"));
 }

@@ -62,8 +62,8 @@ pub use plaintext::{PlaintextError, PlaintextLoopbackConnector};
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use atm_client::{CommandError, CoreError, Endpoint, Event, OutboxId};
-use chrono::Utc;
+use atm_client::{CommandError, CoreError, Endpoint, Event, Handled, OutboxId, Transmit};
+use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
 use tokio_xmpp::connect::{DnsConfig, ServerConnector, StartTlsServerConnector};
 use tokio_xmpp::parsers::caps::{compute_disco, hash_caps, Caps};
@@ -231,6 +231,28 @@ struct Unacked {
     resends: u32,
 }
 
+/// An observer of every stanza the driver hands to the core
+/// ([`Driver::set_tap`]).
+pub trait Tap {
+    /// Just before the core processes `stanza` with the receipt time `now`
+    /// (the core's store holds everything processed so far, committed).
+    fn before(&mut self, core: &Endpoint, stanza: &Element, now: DateTime<Utc>);
+    /// Just after: what the core did with it (`None`: the core failed) and
+    /// the events it reported for it.
+    fn after(
+        &mut self,
+        core: &Endpoint,
+        stanza: &Element,
+        handled: Option<&Handled>,
+        events: &[Event],
+    );
+    /// A stanza of the core is handed to the stream for the first time
+    /// (resends of unacknowledged stored stanzas are not tapped again).
+    fn sending(&mut self, core: &Endpoint, transmit: &Transmit) {
+        let _ = (core, transmit);
+    }
+}
+
 /// One device online: the core, the stream, and what is in flight.
 pub struct Driver {
     core: Endpoint,
@@ -247,6 +269,7 @@ pub struct Driver {
     last_maintain: Instant,
     /// `Some` while holding (see [`Driver::connect_holding`]).
     held: Option<Vec<Stanza>>,
+    tap: Option<Box<dyn Tap>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -497,6 +520,7 @@ impl Driver {
             settings,
             last_maintain: Instant::now(),
             held: hold.then(Vec::new),
+            tap: None,
         };
         driver.online().await?;
         Ok(driver)
@@ -532,6 +556,15 @@ impl Driver {
             self.send(Stanza::from(presence)).await?;
         }
         self.flush().await
+    }
+
+    /// Sets (or removes) the [`Tap`] that sees every message and answer
+    /// the driver hands to the core, just before the core processes it (to
+    /// record what a peer sent, with the receipt time, and the state it met:
+    /// the core's store is committed at that point). Presence and requests
+    /// addressed to this client are answered by the driver and not tapped.
+    pub fn set_tap(&mut self, tap: Option<Box<dyn Tap>>) {
+        self.tap = tap;
     }
 
     /// How often the stream was established again with loss of state
@@ -581,6 +614,9 @@ impl Driver {
     /// A core failure, a full stream queue, an unsendable stanza.
     pub async fn flush(&mut self) -> Result<(), DriverError> {
         while let Some(transmit) = self.core.poll_transmit()? {
+            if let Some(tap) = self.tap.as_mut() {
+                tap.sending(&self.core, &transmit);
+            }
             let token = self.send(to_stanza(transmit.stanza.clone())?).await?;
             if let Some(outbox) = transmit.outbox {
                 self.unacked.push(Unacked {
@@ -735,8 +771,20 @@ impl Driver {
             return Ok(());
         }
         let element = Element::from(stanza);
-        self.core.handle_stanza(&element, Utc::now())?;
-        self.collect_events();
+        let now = Utc::now();
+        if let Some(tap) = self.tap.as_mut() {
+            tap.before(&self.core, &element, now);
+        }
+        let reported = self.events.len();
+        let handled = self.core.handle_stanza(&element, now);
+        if handled.is_ok() {
+            self.collect_events();
+        }
+        if let Some(tap) = self.tap.as_mut() {
+            let events: Vec<Event> = self.events.iter().skip(reported).cloned().collect();
+            tap.after(&self.core, &element, handled.as_ref().ok(), &events);
+        }
+        handled?;
         Ok(())
     }
 

@@ -767,6 +767,44 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// Stores an empty OMEMO message to one device of `to` in the outbox
+    /// (`<store/>` hint, like every OMEMO message of ours; `<private/>` and
+    /// `<no-copy/>` (XEP-0280 §Avoiding Carbons): it is for that one device,
+    /// so no carbon copies, which the own account's other devices could
+    /// only fail to decrypt).
+    pub(crate) fn send_empty(
+        &mut self,
+        to: &BareJid,
+        device_id: u32,
+        now: DateTime<Utc>,
+    ) -> Result<(), CoreError> {
+        let encrypted = crypto::encrypt_empty(
+            &mut self.store,
+            self.rng.as_mut(),
+            &self.jid,
+            self.device_id,
+            now,
+            atm_omemo::crypto::DeviceAddress {
+                jid: to.clone(),
+                device_id,
+            },
+        )?;
+        let id = self.next_id("msg");
+        let message = builder("message", NS_CLIENT)
+            .attr(nc("type"), "chat")
+            .attr(nc("to"), to.as_str())
+            .attr(nc("id"), id)
+            .append(encrypted)
+            .append(builder("store", NS_HINTS).build())
+            .append(builder("private", stanza::NS_CARBONS).build())
+            .append(builder("no-copy", NS_HINTS).build())
+            .build();
+        self.store.push_outbox(&String::from(&message))?;
+        Ok(())
+    }
+}
+
 /// Why a unit of work stopped.
 #[derive(Debug)]
 pub(crate) enum Abort {

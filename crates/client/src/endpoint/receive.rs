@@ -161,13 +161,20 @@ impl Endpoint {
                 attribute: "from",
             }))?
             .to_bare();
-        let to = stanza::jid_attr(message, "to")
-            .map_err(Ok)?
-            .ok_or(Ok(Rejection::MissingAttribute {
-                element: "message",
-                attribute: "to",
-            }))?
-            .to_bare();
+        // RFC 6121 §8.1: a message without 'to' is addressed to the bare
+        // JID of its sender; QXmpp 1.10 sends its empty key-exchange
+        // messages to its own account so (seen as sent carbons and in the
+        // archive). Only the own account's: from anyone else it is refused.
+        let to = match stanza::jid_attr(message, "to").map_err(Ok)? {
+            Some(to) => to.to_bare(),
+            None if sender == self.jid => self.jid.clone(),
+            None => {
+                return Err(Ok(Rejection::MissingAttribute {
+                    element: "message",
+                    attribute: "to",
+                }))
+            }
+        };
         if unwrapped.channel == Channel::CarbonSent && sender != self.jid {
             return Err(Ok(Rejection::ForgedWrapper {
                 wrapper: "sent carbon",
@@ -352,6 +359,12 @@ impl Endpoint {
         } else {
             Handled::Ignored
         };
+        if opened.reply {
+            // XEP-0384 §Business Rules: an empty message back, so that the
+            // sender stops sending key exchanges (QXmpp 1.10 marks only its
+            // first one kex='true', docs/interop.md) or moves its ratchet on.
+            self.send_empty(sender, sender_device, now)?;
+        }
         crypto::acknowledge(&mut self.store, opened.pending_id)?;
         let (_, prekeys_after) = crypto::own_bundle(&mut self.store)?;
         Ok((handled, prekeys_before != prekeys_after))

@@ -68,10 +68,12 @@ pub struct Router {
     pub now: DateTime<Utc>,
     /// Message stanzas delivered to clients (direct, carbons, reflections).
     pub delivered_messages: usize,
-    /// OMEMO messages clients sent, and copies of them the server delivered
-    /// (direct, carbons, reflections to the sender, offline; not archive
-    /// results), with their bytes.
+    /// OMEMO messages with a payload clients sent, and copies of them the
+    /// server delivered (direct, carbons, reflections to the sender,
+    /// offline; not archive results), with their bytes.
     pub encrypted_sent: usize,
+    /// Empty OMEMO messages clients sent (key-exchange replies, heartbeats).
+    pub empty_sent: usize,
     pub encrypted_delivered: usize,
     pub encrypted_delivered_bytes: usize,
     /// Crashes caused by crash points: (node, point).
@@ -94,6 +96,7 @@ impl Router {
             delivered_messages: 0,
             crashes: Vec::new(),
             encrypted_sent: 0,
+            empty_sent: 0,
             encrypted_delivered: 0,
             encrypted_delivered_bytes: 0,
             directory: tempfile::tempdir().unwrap(),
@@ -226,7 +229,10 @@ impl Router {
         if stanza.name() == "message" {
             self.delivered_messages += 1;
             let text = String::from(stanza);
-            if text.contains("<encrypted ") && stanza.get_child("result", ns::NS_MAM).is_none() {
+            if text.contains("<encrypted ")
+                && text.contains("<payload")
+                && stanza.get_child("result", ns::NS_MAM).is_none()
+            {
                 self.encrypted_delivered += 1;
                 self.encrypted_delivered_bytes += text.len();
             }
@@ -292,8 +298,12 @@ impl Router {
     /// deliver to every online resource of the recipient (or store
     /// offline), sent carbons to the sender's other resources.
     pub fn route_message(&mut self, from: usize, stanza: Element) {
-        if stanza.get_child("encrypted", ns::NS_OMEMO).is_some() {
-            self.encrypted_sent += 1;
+        if let Some(encrypted) = stanza.get_child("encrypted", ns::NS_OMEMO) {
+            if encrypted.get_child("payload", ns::NS_OMEMO).is_some() {
+                self.encrypted_sent += 1;
+            } else {
+                self.empty_sent += 1;
+            }
         }
         let sender = self.nodes[from].jid.clone();
         let to: Jid = stanza.attr("to").unwrap().parse().unwrap();
