@@ -9,8 +9,10 @@
 //! # What it does
 //!
 //! [`Driver::connect`] logs in once with the given [`ServerConnector`]
-//! (STARTTLS with certificate verification is the connector's job; tests use
-//! the harness's `TestCaConnector`, which trusts only the test CA;
+//! (STARTTLS with certificate verification is the connector's job:
+//! [`system_roots_connector`] for public servers, [`PemRootsConnector`] for a
+//! private server's own CA, which tests use through the harness's
+//! `TestCaConnector`;
 //! [`PlaintextLoopbackConnector`] is for an explicit request only and
 //! refuses any address but loopback), bounded
 //! by [`Settings::login_timeout`], and reports why a login failed
@@ -56,8 +58,10 @@
 //! talk to it through channels.
 
 mod plaintext;
+mod tls;
 
 pub use plaintext::{PlaintextError, PlaintextLoopbackConnector};
+pub use tls::{CaError, PemRootsConnector, Target, TlsConnectError, TlsStream};
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -245,6 +249,8 @@ pub struct Driver {
     events: VecDeque<Event>,
     settings: Settings,
     last_maintain: Instant,
+    handed: u64,
+    before_stanza: Option<Box<dyn FnMut(u64)>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -466,6 +472,8 @@ impl Driver {
             events: VecDeque::new(),
             settings,
             last_maintain: Instant::now(),
+            handed: 0,
+            before_stanza: None,
         };
         driver.online().await?;
         Ok(driver)
@@ -700,6 +708,10 @@ impl Driver {
             _ => {}
         }
         let element = Element::from(stanza);
+        self.handed += 1;
+        if let Some(hook) = self.before_stanza.as_mut() {
+            hook(self.handed);
+        }
         self.core.handle_stanza(&element, Utc::now())?;
         self.collect_events();
         Ok(())
@@ -803,6 +815,14 @@ impl Driver {
             self.step(Duration::ZERO).await?;
         }
         Ok(())
+    }
+
+    /// Test hook: `hook(n)` is called just before the `n`-th stanza (counted
+    /// from 1 on this driver) is handed to [`Endpoint::handle_stanza`], so
+    /// that a fault test can stop or kill the process between receiving a
+    /// stanza and processing it. Nothing happens unless a hook is set.
+    pub fn set_before_stanza(&mut self, hook: Option<Box<dyn FnMut(u64)>>) {
+        self.before_stanza = hook;
     }
 
     /// Closes the stream (bounded by [`Settings::close_timeout`]) and gives
