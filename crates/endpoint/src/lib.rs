@@ -250,7 +250,7 @@ pub struct Driver {
     settings: Settings,
     last_maintain: Instant,
     handed: u64,
-    before_stanza: Option<Box<dyn FnMut(u64)>>,
+    before_stanza: Option<Box<dyn FnMut(u64, &Element)>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -710,7 +710,7 @@ impl Driver {
         let element = Element::from(stanza);
         self.handed += 1;
         if let Some(hook) = self.before_stanza.as_mut() {
-            hook(self.handed);
+            hook(self.handed, &element);
         }
         self.core.handle_stanza(&element, Utc::now())?;
         self.collect_events();
@@ -817,11 +817,12 @@ impl Driver {
         Ok(())
     }
 
-    /// Test hook: `hook(n)` is called just before the `n`-th stanza (counted
-    /// from 1 on this driver) is handed to [`Endpoint::handle_stanza`], so
+    /// Test hook: `hook(n, stanza)` is called just before the `n`-th stanza
+    /// (counted from 1 on this driver) is handed to
+    /// [`Endpoint::handle_stanza`], so
     /// that a fault test can stop or kill the process between receiving a
     /// stanza and processing it. Nothing happens unless a hook is set.
-    pub fn set_before_stanza(&mut self, hook: Option<Box<dyn FnMut(u64)>>) {
+    pub fn set_before_stanza(&mut self, hook: Option<Box<dyn FnMut(u64, &Element)>>) {
         self.before_stanza = hook;
     }
 

@@ -238,7 +238,29 @@ pub async fn perform(
             settle(driver, SETTLE_LIMIT, on_event).await?;
         }
     }
+    let before = driver.core().status().map_err(command_error)?.contacts;
     let result = perform_core(driver.core(), request);
+    // A contact the core started following (scanning or deciding on a
+    // contact's key): ask for the presence subscription too, without which
+    // its server sends no notifications of its device list.
+    let mut follow: Vec<jid::BareJid> = driver
+        .core()
+        .status()
+        .map_err(command_error)?
+        .contacts
+        .into_iter()
+        .filter(|c| !before.contains(c))
+        .collect();
+    if let Request::Authenticate(j, _) | Request::Distrust(j, _) = request {
+        if let Ok(owner) = config::parse_account(j) {
+            if owner != *driver.core().jid() && !before.contains(&owner) && result.is_ok() {
+                follow.push(owner);
+            }
+        }
+    }
+    for contact in follow {
+        driver.add_contact(&contact).await?;
+    }
     driver.flush().await?;
     while let Some(event) = driver.poll_event() {
         on_event(event);

@@ -19,12 +19,18 @@ use tokio::sync::{mpsc, oneshot};
 use super::config::Config;
 use super::{connect, open_core, perform, runtime, try_lock, words, Request, SOCKET_FILE};
 
-/// Test hook (fault tests only): `ATM_TEST_STOP_BEFORE_STANZA=N` makes
-/// `atm run` stop for good just before it hands the N-th stanza it
-/// received to the core (printing `test hook: holding stanza N` on stderr),
-/// so that a test can kill it between receiving and processing a stanza.
-/// Unset, it does nothing.
-pub const STOP_BEFORE_STANZA_ENV: &str = "ATM_TEST_STOP_BEFORE_STANZA";
+/// Test hook (fault tests only): `ATM_TEST_STOP_BEFORE_ENCRYPTED=N` makes
+/// `atm run` stop for good just before it hands the N-th stanza that
+/// carries an OMEMO 2 message (`<encrypted xmlns='urn:xmpp:omemo:2'>`
+/// anywhere inside: direct, carbon, offline or archived) to the core,
+/// printing `test hook: holding encrypted stanza N` on stderr, so that a
+/// test can kill it between receiving and processing a stanza. Unset, it
+/// does nothing.
+pub const STOP_BEFORE_ENCRYPTED_ENV: &str = "ATM_TEST_STOP_BEFORE_ENCRYPTED";
+
+fn carries_omemo(element: &minidom::Element) -> bool {
+    element.is("encrypted", atm_client::ns::NS_OMEMO) || element.children().any(carries_omemo)
+}
 
 type Job = (Request, oneshot::Sender<Result<Value, String>>);
 
@@ -92,10 +98,10 @@ pub fn run(dir: &Path, json_out: bool) -> Result<()> {
             dir.display()
         )
     })?;
-    let stop_before: Option<u64> = match std::env::var(STOP_BEFORE_STANZA_ENV) {
+    let stop_before: Option<u64> = match std::env::var(STOP_BEFORE_ENCRYPTED_ENV) {
         Ok(text) => Some(
             text.parse()
-                .map_err(|_| anyhow!("{STOP_BEFORE_STANZA_ENV}={text:?} is not a number"))?,
+                .map_err(|_| anyhow!("{STOP_BEFORE_ENCRYPTED_ENV}={text:?} is not a number"))?,
         ),
         Err(_) => None,
     };
@@ -127,11 +133,15 @@ pub fn run(dir: &Path, json_out: bool) -> Result<()> {
         }
         let mut driver = connect(dir, &config, core).await?;
         if let Some(n) = stop_before {
-            driver.set_before_stanza(Some(Box::new(move |count| {
-                if count == n {
-                    eprintln!("test hook: holding stanza {count}");
-                    loop {
-                        std::thread::sleep(Duration::from_secs(3600));
+            let mut seen = 0u64;
+            driver.set_before_stanza(Some(Box::new(move |_, stanza| {
+                if carries_omemo(stanza) {
+                    seen += 1;
+                    if seen == n {
+                        eprintln!("test hook: holding encrypted stanza {seen}");
+                        loop {
+                            std::thread::sleep(Duration::from_secs(3600));
+                        }
                     }
                 }
             })));

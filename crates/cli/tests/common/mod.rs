@@ -66,7 +66,7 @@ impl Out {
 
 pub fn atm_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_atm"));
-    command.env_remove("ATM_TEST_STOP_BEFORE_STANZA");
+    command.env_remove("ATM_TEST_STOP_BEFORE_ENCRYPTED");
     command
 }
 
