@@ -164,7 +164,10 @@ fn decided_text(value: &Value) -> String {
         })
         .collect();
     if lines.is_empty() {
-        lines.push("no trust level changed now (keys not known yet are decided when their device appears)".into());
+        lines.push(
+            "no trust level changed now (keys not known yet are decided when their device appears)"
+                .into(),
+        );
     }
     lines.push(format!(
         "{} trust message(s) sent",
@@ -303,11 +306,8 @@ fn endpoint_command(dir: Option<PathBuf>, command: Command) -> Result<()> {
         }
         Command::Authenticate(a) => {
             let dir = need_dir(dir, "authenticate")?;
-            let value = device::request(
-                &dir,
-                Request::Authenticate(a.jid, a.fingerprint),
-                !a.json,
-            )?;
+            let value =
+                device::request(&dir, Request::Authenticate(a.jid, a.fingerprint), !a.json)?;
             show(&value, a.json, decided_text);
         }
         Command::Distrust(a) => {

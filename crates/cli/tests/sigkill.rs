@@ -56,7 +56,10 @@ fn sigkill_between_receiving_and_processing_and_at_random_points() {
     let (bob_uri, bob_fp) = uri_of(&bob);
     atm(&["--dir", &d(&laptop), "scan", &bob_uri, "--yes"]).ok("alice scans bob");
     atm(&["--dir", &d(&bob), "scan", &laptop_uri, "--yes"]).ok("bob scans alice");
-    assert_eq!(level(&laptop, BOB, &bob_fp).as_deref(), Some("authenticated"));
+    assert_eq!(
+        level(&laptop, BOB, &bob_fp).as_deref(),
+        Some("authenticated")
+    );
 
     let mut logs = Vec::new();
     let mut hooked_texts = Vec::new();
@@ -73,7 +76,8 @@ fn sigkill_between_receiving_and_processing_and_at_random_points() {
             let bob = d(&bob);
             let text = text.clone();
             move || {
-                atm(&["--dir", &bob, "scan", &tablet_uri, "--yes"]).ok("bob authenticates his new device");
+                atm(&["--dir", &bob, "scan", &tablet_uri, "--yes"])
+                    .ok("bob authenticates his new device");
                 atm(&["--dir", &bob, "send", ALICE, &text]).ok("bob sends");
             }
         };
@@ -81,7 +85,11 @@ fn sigkill_between_receiving_and_processing_and_at_random_points() {
         if hooked {
             let nth = 1 + rng.below(2);
             eprintln!("iteration {i}: kill before processing encrypted stanza {nth}");
-            let running = Running::start(&laptop, &log, &[("ATM_TEST_STOP_BEFORE_ENCRYPTED", nth.to_string())]);
+            let running = Running::start(
+                &laptop,
+                &log,
+                &[("ATM_TEST_STOP_BEFORE_ENCRYPTED", nth.to_string())],
+            );
             trigger();
             let marker = format!("test hook: holding encrypted stanza {nth}");
             until("the run holds the stanza", Duration::from_secs(90), || {
@@ -106,16 +114,24 @@ fn sigkill_between_receiving_and_processing_and_at_random_points() {
 
     // Restart from the directory and let it converge.
     let running = Running::start(&laptop, &p.dir("laptop-run-final"), &[]);
-    until("alice's laptop applied every trust decision", Duration::from_secs(120), || {
-        new_keys
-            .iter()
-            .all(|k| level(&laptop, BOB, k).as_deref() == Some("authenticated"))
-    });
-    until("every hooked chat message is shown", Duration::from_secs(120), || {
-        let mut all = logs.join("\n");
-        all.push_str(&running.output());
-        hooked_texts.iter().all(|t| all.contains(t.as_str()))
-    });
+    until(
+        "alice's laptop applied every trust decision",
+        Duration::from_secs(120),
+        || {
+            new_keys
+                .iter()
+                .all(|k| level(&laptop, BOB, k).as_deref() == Some("authenticated"))
+        },
+    );
+    until(
+        "every hooked chat message is shown",
+        Duration::from_secs(120),
+        || {
+            let mut all = logs.join("\n");
+            all.push_str(&running.output());
+            hooked_texts.iter().all(|t| all.contains(t.as_str()))
+        },
+    );
     logs.push(running.stop());
     let all = logs.join("\n");
     // Nothing lost: the messages stopped before processing are shown;
@@ -143,8 +159,13 @@ fn sigkill_between_receiving_and_processing_and_at_random_points() {
         // Bob's phone converged too.
         assert_eq!(level(&bob, BOB, key).as_deref(), Some("authenticated"));
     }
-    assert_eq!(level(&laptop, BOB, &bob_fp).as_deref(), Some("authenticated"));
-    let status = atm(&["--dir", &d(&laptop), "status", "--json"]).ok("status").json();
+    assert_eq!(
+        level(&laptop, BOB, &bob_fp).as_deref(),
+        Some("authenticated")
+    );
+    let status = atm(&["--dir", &d(&laptop), "status", "--json"])
+        .ok("status")
+        .json();
     assert_eq!(status["outbox"], 0, "{status}");
     eprintln!("fault seed: ATM_FAULT_SEED={seed} passed");
 }

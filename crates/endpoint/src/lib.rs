@@ -228,6 +228,10 @@ pub enum DriverError {
     },
 }
 
+/// A test hook called before a stanza goes to the core
+/// ([`Driver::set_before_stanza`]): the stanza's number and the stanza.
+pub type StanzaHook = Box<dyn FnMut(u64, &Element)>;
+
 struct Unacked {
     outbox: OutboxId,
     stanza: Element,
@@ -250,7 +254,7 @@ pub struct Driver {
     settings: Settings,
     last_maintain: Instant,
     handed: u64,
-    before_stanza: Option<Box<dyn FnMut(u64, &Element)>>,
+    before_stanza: Option<StanzaHook>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -822,7 +826,7 @@ impl Driver {
     /// [`Endpoint::handle_stanza`], so
     /// that a fault test can stop or kill the process between receiving a
     /// stanza and processing it. Nothing happens unless a hook is set.
-    pub fn set_before_stanza(&mut self, hook: Option<Box<dyn FnMut(u64, &Element)>>) {
+    pub fn set_before_stanza(&mut self, hook: Option<StanzaHook>) {
         self.before_stanza = hook;
     }
 

@@ -57,7 +57,9 @@ impl Target {
             text: text.to_owned(),
             reason: reason.to_owned(),
         };
-        let (host, port) = text.rsplit_once(':').ok_or_else(|| bad("expected HOST:PORT"))?;
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected HOST:PORT"))?;
         let port: u16 = port
             .parse()
             .map_err(|_| bad("the port is not a number from 0 to 65535"))?;
@@ -402,7 +404,13 @@ mod tests {
             Some(Target::Host("xmpp.example.org".into(), 5223))
         );
         assert!(Target::parse("[::1]:5222").is_ok());
-        for bad in ["example.org", "example.org:", "example.org:99999", ":5222", "a b:1"] {
+        for bad in [
+            "example.org",
+            "example.org:",
+            "example.org:99999",
+            ":5222",
+            "a b:1",
+        ] {
             assert!(
                 matches!(Target::parse(bad), Err(CaError::Target { .. })),
                 "{bad}"

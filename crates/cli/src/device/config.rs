@@ -80,8 +80,14 @@ impl Config {
             );
         }
         for key in object.keys() {
-            if !["format", "jid", "server", "ca", "insecure_plaintext_loopback"]
-                .contains(&key.as_str())
+            if ![
+                "format",
+                "jid",
+                "server",
+                "ca",
+                "insecure_plaintext_loopback",
+            ]
+            .contains(&key.as_str())
             {
                 return Err(garbled(&format!("unknown field {key:?}")));
             }

@@ -72,7 +72,9 @@ impl Request {
             Request::Status => json!({"op": "status"}),
             Request::Uri => json!({"op": "uri"}),
             Request::Scan(uri) => json!({"op": "scan", "uri": uri}),
-            Request::Authenticate(j, f) => json!({"op": "authenticate", "jid": j, "fingerprint": f}),
+            Request::Authenticate(j, f) => {
+                json!({"op": "authenticate", "jid": j, "fingerprint": f})
+            }
             Request::Distrust(j, f) => json!({"op": "distrust", "jid": j, "fingerprint": f}),
             Request::Send(to, text) => json!({"op": "send", "to": to, "text": text}),
         }
@@ -139,8 +141,10 @@ pub async fn connect(dir: &Path, config: &Config, core: Endpoint) -> Result<Driv
         let connector = PemRootsConnector::new(target, &pem)?;
         Driver::connect(core, connector, &password, settings).await?
     } else {
-        let connector =
-            atm_endpoint::system_roots_connector(config.jid.domain().as_str(), config.server.as_deref());
+        let connector = atm_endpoint::system_roots_connector(
+            config.jid.domain().as_str(),
+            config.server.as_deref(),
+        );
         Driver::connect(core, connector, &password, settings).await?
     };
     Ok(driver)
@@ -215,7 +219,9 @@ pub fn perform_core(core: &mut Endpoint, request: &Request) -> Result<Value> {
         Request::Distrust(j, f) => decided_json(&core.distrust(j, f, now).map_err(command_error)?),
         Request::Send(to, text) => {
             let to = config::parse_account(to)?;
-            let sent = core.send_chat(to.as_str(), text, now).map_err(command_error)?;
+            let sent = core
+                .send_chat(to.as_str(), text, now)
+                .map_err(command_error)?;
             json!({"to": to.as_str(), "devices": sent.devices})
         }
     })
@@ -231,7 +237,12 @@ pub async fn perform(
 ) -> Result<Value> {
     if let Request::Send(to, _) = request {
         let jid = config::parse_account(to)?;
-        let known = driver.core().status().map_err(command_error)?.contacts.contains(&jid)
+        let known = driver
+            .core()
+            .status()
+            .map_err(command_error)?
+            .contacts
+            .contains(&jid)
             || jid == *driver.core().jid();
         if !known {
             driver.add_contact(&jid).await?;
@@ -412,8 +423,8 @@ pub fn init(args: InitArgs) -> Result<Value> {
     }
     let ca_pem = match &args.ca {
         Some(path) => {
-            let pem =
-                std::fs::read(path).with_context(|| format!("reading the CA {}", path.display()))?;
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the CA {}", path.display()))?;
             PemRootsConnector::new(Target::Host("localhost".into(), 1), &pem)
                 .with_context(|| format!("{}", path.display()))?;
             Some(pem)
@@ -498,7 +509,8 @@ pub fn confirm(question: &str) -> Result<()> {
 
 /// What a URI would decide, in words, from the device's known keys.
 pub fn preview_scan(dir: &Path, uri: &str) -> Result<String> {
-    let parsed = TrustUri::parse(uri.trim()).map_err(|e| anyhow!("malformed Trust Message URI: {e}"))?;
+    let parsed =
+        TrustUri::parse(uri.trim()).map_err(|e| anyhow!("malformed Trust Message URI: {e}"))?;
     if parsed.encryption != Encryption::OMEMO2 {
         bail!(
             "the URI is for encryption {}, this endpoint uses {}",
@@ -513,9 +525,10 @@ pub fn preview_scan(dir: &Path, uri: &str) -> Result<String> {
             .iter()
             .find(|k| k["owner"] == parsed.jid.as_str() && k["fingerprint"] == hex)
             .and_then(|k| k["level"].as_str())
-            .map_or("not known yet: decided when its device appears".to_owned(), |l| {
-                format!("now {}", l.replace('_', " "))
-            })
+            .map_or(
+                "not known yet: decided when its device appears".to_owned(),
+                |l| format!("now {}", l.replace('_', " ")),
+            )
     };
     let mut text = format!("This URI is about keys of {}:\n", parsed.jid);
     for key in &parsed.trust {

@@ -85,7 +85,9 @@ fn decode_jpeg(bytes: &[u8], path: &Path) -> Result<Grey> {
     let pixels = match info.pixel_format {
         jpeg_decoder::PixelFormat::L8 => data,
         jpeg_decoder::PixelFormat::L16 => data.chunks(2).map(|c| c[0]).collect(),
-        jpeg_decoder::PixelFormat::RGB24 => data.chunks(3).map(|c| luma(c[0], c[1], c[2])).collect(),
+        jpeg_decoder::PixelFormat::RGB24 => {
+            data.chunks(3).map(|c| luma(c[0], c[1], c[2])).collect()
+        }
         jpeg_decoder::PixelFormat::CMYK32 => data
             .chunks(4)
             .map(|c| {

@@ -54,34 +54,32 @@ async fn serve(listener: tokio::net::UnixListener, jobs: mpsc::Sender<Job>) {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
             let mut reader = BufReader::new(read);
-            let answer = match tokio::time::timeout(
-                Duration::from_secs(10),
-                reader.read_line(&mut line),
-            )
-            .await
-            {
-                Ok(Ok(_)) => {
-                    let request = serde_json::from_str::<Value>(&line)
-                        .map_err(|e| anyhow!("request is not JSON: {e}"))
-                        .and_then(|v| Request::from_json(&v));
-                    match request {
-                        Err(e) => json!({"error": e.to_string()}),
-                        Ok(request) => {
-                            let (tx, rx) = oneshot::channel();
-                            if jobs.send((request, tx)).await.is_err() {
-                                json!({"error": "`atm run` is stopping"})
-                            } else {
-                                match rx.await {
-                                    Ok(Ok(value)) => json!({"ok": value}),
-                                    Ok(Err(e)) => json!({"error": e}),
-                                    Err(_) => json!({"error": "`atm run` stopped"}),
+            let answer =
+                match tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+                    .await
+                {
+                    Ok(Ok(_)) => {
+                        let request = serde_json::from_str::<Value>(&line)
+                            .map_err(|e| anyhow!("request is not JSON: {e}"))
+                            .and_then(|v| Request::from_json(&v));
+                        match request {
+                            Err(e) => json!({"error": e.to_string()}),
+                            Ok(request) => {
+                                let (tx, rx) = oneshot::channel();
+                                if jobs.send((request, tx)).await.is_err() {
+                                    json!({"error": "`atm run` is stopping"})
+                                } else {
+                                    match rx.await {
+                                        Ok(Ok(value)) => json!({"ok": value}),
+                                        Ok(Err(e)) => json!({"error": e}),
+                                        Err(_) => json!({"error": "`atm run` stopped"}),
+                                    }
                                 }
                             }
                         }
                     }
-                }
-                _ => return,
-            };
+                    _ => return,
+                };
             let mut text = answer.to_string();
             text.push('\n');
             let _ = write.write_all(text.as_bytes()).await;

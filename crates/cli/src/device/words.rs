@@ -143,7 +143,12 @@ pub fn event(event: &Event) -> (String, Value) {
                        "fingerprint": key.to_hex(), "level": level.as_str(), "authenticated": authenticated}),
             )
         }
-        Event::TrustChanged { key, from, to, cause: c } => {
+        Event::TrustChanged {
+            key,
+            from,
+            to,
+            cause: c,
+        } => {
             let from_words = from.map_or("new".to_owned(), |l| self::level(l).to_owned());
             (
                 format!(

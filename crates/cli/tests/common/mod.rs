@@ -59,8 +59,9 @@ impl Out {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!("not JSON ({e}): {:?}\nstderr: {}", self.stdout, self.stderr)
+        })
     }
 }
 
@@ -204,7 +205,10 @@ pub fn level(dir: &Path, owner: &str, fingerprint: &str) -> Option<String> {
 pub fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !check() {
-        assert!(Instant::now() < deadline, "{what}: not reached within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -238,9 +242,16 @@ impl Running {
         let deadline = Instant::now() + COMMAND_LIMIT;
         while !running.output().contains("online as") {
             if let Some(status) = running.child.try_wait().unwrap() {
-                panic!("atm run exited ({status}) before it was online: {}", running.errors());
+                panic!(
+                    "atm run exited ({status}) before it was online: {}",
+                    running.errors()
+                );
             }
-            assert!(Instant::now() < deadline, "atm run not online: {}", running.errors());
+            assert!(
+                Instant::now() < deadline,
+                "atm run not online: {}",
+                running.errors()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         running
@@ -261,7 +272,11 @@ impl Running {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "atm run ended with {status}: {}", self.errors());
+                assert!(
+                    status.success(),
+                    "atm run ended with {status}: {}",
+                    self.errors()
+                );
                 break;
             }
             assert!(Instant::now() < deadline, "atm run did not stop on SIGTERM");
