@@ -141,3 +141,101 @@ pub fn read_qr(path: &Path) -> Result<String> {
         last.map_or_else(String::new, |e| e.to_string())
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    const URI: &str = "xmpp:alice@example.org?trust-message;encryption=urn:xmpp:omemo:2;trust=0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+    /// A "photo": the QR code drawn small in a bigger grey frame, slightly
+    /// noisy, as JPEG.
+    #[test]
+    fn reads_a_qr_code_from_a_noisy_jpeg() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("qr.png");
+        std::fs::write(&png, atm_tm::qr::to_png(URI, 4).unwrap()).unwrap();
+        let qr = decode_png(&std::fs::read(&png).unwrap(), &png).unwrap();
+        let (w, h) = (qr.width + 120, qr.height + 80);
+        let mut pixels = vec![0u8; w * h];
+        let mut noise = 12345u32;
+        for y in 0..h {
+            for x in 0..w {
+                noise = noise.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                let jitter = ((noise >> 16) % 24) as u8;
+                let inside = x >= 60 && y >= 40 && x < 60 + qr.width && y < 40 + qr.height;
+                let base = if inside {
+                    qr.pixels[(y - 40) * qr.width + (x - 60)]
+                } else {
+                    180
+                };
+                pixels[y * w + x] = if base > 127 {
+                    base - jitter
+                } else {
+                    base + jitter
+                };
+            }
+        }
+        let jpeg = dir.path().join("photo.jpg");
+        jpeg_encoder::Encoder::new_file(&jpeg, 80)
+            .unwrap()
+            .encode(&pixels, w as u16, h as u16, jpeg_encoder::ColorType::Luma)
+            .unwrap();
+        assert_eq!(read_qr(&jpeg).unwrap(), URI);
+        assert_eq!(read_qr(&png).unwrap(), URI);
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_image_or_holds_no_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("t.png");
+        std::fs::write(&text, b"hello").unwrap();
+        assert!(read_qr(&text).unwrap_err().to_string().contains("neither"));
+        let broken = dir.path().join("b.png");
+        std::fs::write(&broken, b"\x89PNG\r\n\x1a\n\0\0garbage").unwrap();
+        assert!(read_qr(&broken).unwrap_err().to_string().contains("PNG"));
+        let broken = dir.path().join("b.jpg");
+        std::fs::write(&broken, [0xFF, 0xD8, 0xFF, 0, 1, 2]).unwrap();
+        assert!(read_qr(&broken).unwrap_err().to_string().contains("JPEG"));
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// A header that claims 100,000 × 100,000 pixels is refused before any
+    /// memory is taken for them.
+    #[test]
+    fn refuses_a_decompression_bomb() {
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut chunk = b"IHDR".to_vec();
+        chunk.extend_from_slice(&100_000u32.to_be_bytes());
+        chunk.extend_from_slice(&100_000u32.to_be_bytes());
+        chunk.extend_from_slice(&[8, 0, 0, 0, 0]);
+        png.extend_from_slice(&13u32.to_be_bytes());
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+        let idat = b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01".to_vec();
+        png.extend_from_slice(&8u32.to_be_bytes());
+        png.extend_from_slice(&idat);
+        png.extend_from_slice(&crc32(&idat).to_be_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.png");
+        std::fs::write(&path, png).unwrap();
+        let error = read_qr(&path).unwrap_err().to_string();
+        assert!(error.contains("larger than"), "{error}");
+    }
+}

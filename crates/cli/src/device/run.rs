@@ -47,13 +47,15 @@ fn say(json_out: bool, text: &str, value: &Value) {
 async fn serve(listener: tokio::net::UnixListener, jobs: mpsc::Sender<Job>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let jobs = jobs.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
-            let mut reader = BufReader::new(read);
+            // One request line of at most 1 MiB.
+            let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, 1 << 20));
             let answer =
                 match tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
                     .await
