@@ -185,6 +185,19 @@ fn contact_device_send_and_run() {
         level(&laptop, BOB, &tablet_fp).as_deref(),
         Some("automatically_distrusted")
     );
+    // Who decided: Bob's phone, by a trust message, for his tablet if the
+    // laptop learned of it; the laptop's own user for Bob's phone.
+    let keys = atm(&["--dir", &d(&laptop), "keys", "--json"])
+        .ok("keys")
+        .json();
+    let phone_entry = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["fingerprint"] == bob_fp.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(phone_entry["decided_by"]["you"], true, "{phone_entry}");
     // Distrust asks first; --yes decides.
     atm(&["--dir", &d(&laptop), "distrust", BOB, &bob_fp]).fails("distrust unasked", "--yes");
     atm(&["--dir", &d(&laptop), "distrust", BOB, &bob_fp, "--yes"]).ok("distrust");

@@ -156,6 +156,22 @@ fn sigkill_between_receiving_and_processing_and_at_random_points() {
             .filter(|l| l.starts_with(&grouped) && l.contains("-> authenticated"))
             .count();
         assert!(applied <= 1, "{key} authenticated {applied} times:\n{all}");
+        // Applied from Bob's phone's trust message, not decided here.
+        let keys = atm(&["--dir", &d(&laptop), "keys", "--json"])
+            .ok("keys")
+            .json();
+        let entry = keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["fingerprint"] == key.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(
+            entry["decided_by"]["fingerprint"],
+            bob_fp.as_str(),
+            "{entry}"
+        );
         // Bob's phone converged too.
         assert_eq!(level(&bob, BOB, key).as_deref(), Some("authenticated"));
     }

@@ -190,7 +190,8 @@ pub fn perform_core(core: &mut Endpoint, request: &Request) -> Result<Value> {
     Ok(match request {
         Request::Keys => {
             let keys = core.keys().map_err(command_error)?;
-            json!({"keys": keys.iter().map(words::key_json).collect::<Vec<_>>()})
+            let own = atm_engine::KeyRef::new(core.jid().clone(), core.own_key().clone());
+            json!({"keys": keys.iter().map(|k| words::key_json(k, &own)).collect::<Vec<_>>()})
         }
         Request::Status => {
             let s = core.status().map_err(command_error)?;

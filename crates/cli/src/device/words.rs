@@ -30,9 +30,14 @@ fn key_short(key: &KeyRef) -> String {
     format!("{} key {}", key.owner, &hex[..hex.len().min(16)])
 }
 
-/// Why a key has its level, in words (the store keeps the level and the
-/// time of the decision that set it, not who made it).
-pub fn why(info: &KeyInfo) -> String {
+/// Why a key has its level, in words. `own` is this device's key (its
+/// statements are the user's decisions).
+pub fn why(info: &KeyInfo, own: &KeyRef) -> String {
+    let by = match &info.decided_by {
+        Some(source) if source == own => "your decision".to_owned(),
+        Some(source) => format!("a trust message from {}", key_short(source)),
+        None => "a decision".to_owned(),
+    };
     match (info.level, info.since) {
         (TrustLevel::AutomaticallyTrusted, _) => format!(
             "the TOAKAFA policy: no key of {} was authenticated when this one was learned",
@@ -44,7 +49,7 @@ pub fn why(info: &KeyInfo) -> String {
         ),
         (TrustLevel::Undecided, _) => "nothing decided yet (manual policy)".to_owned(),
         (level, Some(time)) => format!(
-            "{} by a decision made {} (yours, or one that reached this device in a trust message)",
+            "{} by {by} made {}",
             self::level(level),
             time.to_rfc3339()
         ),
@@ -53,13 +58,17 @@ pub fn why(info: &KeyInfo) -> String {
 }
 
 /// `atm keys --json` entry.
-pub fn key_json(info: &KeyInfo) -> Value {
+pub fn key_json(info: &KeyInfo, own: &KeyRef) -> Value {
+    let decided_by = info.decided_by.as_ref().map(|source| {
+        json!({"owner": source.owner.as_str(), "fingerprint": source.key.to_hex(), "you": source == own})
+    });
     json!({
         "owner": info.owner.as_str(),
         "fingerprint": info.fingerprint,
         "level": info.level.as_str(),
         "since": info.since.map(|t| t.to_rfc3339()),
-        "why": why(info),
+        "why": why(info, own),
+        "decided_by": decided_by,
         "device_ids": info.device_ids,
     })
 }
