@@ -150,8 +150,11 @@ pub async fn connect(dir: &Path, config: &Config, core: Endpoint) -> Result<Driv
     Ok(driver)
 }
 
-/// Steps the driver until nothing arrived for [`SETTLE_QUIET`] and nothing
-/// is unacknowledged, at most `limit`; hands every event to `on_event`.
+/// Steps the driver until nothing arrived for [`SETTLE_QUIET`], nothing is
+/// unacknowledged and no request of the core waits for its answer (device
+/// lists, bundles, the archive), at most `limit`; hands every event to
+/// `on_event`. Reaching the limit is not an error: what is left is done at
+/// the next start.
 pub async fn settle(
     driver: &mut Driver,
     limit: Duration,
@@ -164,7 +167,7 @@ pub async fn settle(
         while let Some(event) = driver.poll_event() {
             on_event(event);
         }
-        if arrived || driver.unacknowledged() > 0 {
+        if arrived || driver.unacknowledged() > 0 || driver.core().awaiting_responses() > 0 {
             quiet_since = Instant::now();
         } else if quiet_since.elapsed() >= SETTLE_QUIET {
             break;
