@@ -232,6 +232,9 @@ pub enum DriverError {
 /// ([`Driver::set_before_stanza`]): the stanza's number and the stanza.
 pub type StanzaHook = Box<dyn FnMut(u64, &Element)>;
 
+/// Where [`Driver::set_event_sink`] sends events as they happen.
+pub type EventSink = Box<dyn FnMut(Event)>;
+
 struct Unacked {
     outbox: OutboxId,
     stanza: Element,
@@ -255,6 +258,7 @@ pub struct Driver {
     last_maintain: Instant,
     handed: u64,
     before_stanza: Option<StanzaHook>,
+    event_sink: Option<EventSink>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -478,6 +482,7 @@ impl Driver {
             last_maintain: Instant::now(),
             handed: 0,
             before_stanza: None,
+            event_sink: None,
         };
         driver.online().await?;
         Ok(driver)
@@ -578,8 +583,27 @@ impl Driver {
 
     fn collect_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
-            self.events.push_back(event);
+            match self.event_sink.as_mut() {
+                Some(sink) => sink(event),
+                None => self.events.push_back(event),
+            }
         }
+    }
+
+    /// Hands every event to `sink` as soon as the core reports it (right
+    /// after the stanza or command that caused it committed), instead of
+    /// queueing it for [`Driver::poll_event`]: what a user interface shows
+    /// then lags the committed state by as little as possible (a process
+    /// killed in between has processed what it did not show). `None`
+    /// queues again.
+    pub fn set_event_sink(&mut self, sink: Option<EventSink>) {
+        self.event_sink = sink;
+        if let Some(sink) = self.event_sink.as_mut() {
+            while let Some(event) = self.events.pop_front() {
+                sink(event);
+            }
+        }
+        self.collect_events();
     }
 
     /// Reports acknowledged stanzas to the core; sends failed ones again.

@@ -160,10 +160,12 @@ pub fn run(dir: &Path, json_out: bool) -> Result<()> {
             &json!({"event": "online", "jid": me.as_str(), "bound": driver.bound_jid().to_string(),
                     "device_id": device_id, "fingerprint": fingerprint}),
         );
-        let mut show = |event: Event| {
+        let mut show = move |event: Event| {
             let (text, value) = words::event(&event);
             say(json_out, &text, &value);
         };
+        // Shown as soon as the stanza that caused it is committed.
+        driver.set_event_sink(Some(Box::new(show)));
         let outcome = async {
             while !stopping.load(Ordering::SeqCst) {
                 driver.step(Duration::from_millis(100)).await?;
