@@ -123,15 +123,25 @@ fn sigkill_between_receiving_and_processing_and_at_random_points() {
                 .all(|k| level(&laptop, BOB, k).as_deref() == Some("authenticated"))
         },
     );
-    until(
-        "every hooked chat message is shown",
-        Duration::from_secs(120),
-        || {
-            let mut all = logs.join("\n");
-            all.push_str(&running.output());
-            hooked_texts.iter().all(|t| all.contains(t.as_str()))
-        },
-    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut all = logs.join("\n");
+        all.push_str(&running.output());
+        if hooked_texts.iter().all(|t| all.contains(t.as_str())) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            for (i, log) in logs.iter().enumerate() {
+                eprintln!("--- run {i} ---\n{log}");
+            }
+            panic!(
+                "seed {seed}: a chat message stopped before processing was never shown\n--- final run ---\n{}\n{}",
+                running.output(),
+                running.errors()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
     logs.push(running.stop());
     let all = logs.join("\n");
     // Nothing lost: the messages stopped before processing are shown;
