@@ -4,7 +4,44 @@ use std::io::Write as _;
 
 use anyhow::{anyhow, Result};
 use atm_tm::{qr, Encryption, KeyId, TrustUri};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+
+/// `atm uri`: with `--dir DIR` and no subcommand, the device's own URI and
+/// QR code; otherwise one of the tools.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct UriArgs {
+    /// A tool (without one, `--dir DIR` shows the device's own URI).
+    #[command(subcommand)]
+    pub tool: Option<UriCommand>,
+    /// Also write the QR code as an SVG file.
+    #[arg(long)]
+    pub svg: Option<String>,
+    /// Also write the QR code as a PNG file.
+    #[arg(long)]
+    pub png: Option<String>,
+    /// Print JSON (no QR code in the terminal).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Writes the QR code of `text` to the files asked for.
+pub fn write_qr_files(text: &str, svg: Option<&str>, png: Option<&str>) -> Result<()> {
+    if let Some(path) = svg {
+        let s = qr::to_svg(text).map_err(|e| anyhow!("{e}"))?;
+        std::fs::write(path, s).map_err(|e| anyhow!("writing {path}: {e}"))?;
+    }
+    if let Some(path) = png {
+        let p = qr::to_png(text, 8).map_err(|e| anyhow!("{e}"))?;
+        std::fs::write(path, p).map_err(|e| anyhow!("writing {path}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The QR code of `text` for the terminal.
+pub fn terminal_qr(text: &str) -> Result<String> {
+    qr::to_terminal(text).map_err(|e| anyhow!("{e}"))
+}
 
 /// Trust Message URI commands.
 #[derive(Subcommand)]

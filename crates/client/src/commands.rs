@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use atm_engine::{Input, KeyId, KeyRef, Policy, TrustLevel};
+use atm_engine::{Input, KeyId, KeyRef, Policy, TrustLevel, TrustStore as _};
 use atm_tm::{Encryption, TrustUri};
 use chrono::{DateTime, Utc};
 use jid::BareJid;
@@ -30,6 +30,10 @@ pub struct KeyInfo {
     pub since: Option<DateTime<Utc>>,
     /// The OMEMO device ids that use it (usually one).
     pub device_ids: Vec<u32>,
+    /// Whose word set the level: this device's own key for the user's
+    /// decisions, a sender's key for a decision that came in a trust
+    /// message; `None` for levels the policy set.
+    pub decided_by: Option<KeyRef>,
 }
 
 /// What a decision (`authenticate`, `distrust`, `scan`) changed.
@@ -142,7 +146,22 @@ impl Endpoint {
                 .filter(|d| d.identity.as_ref().map(|i| i.as_slice()) == Some(key.key.as_bytes()))
                 .map(|d| d.device_id)
                 .collect();
+            let decided_by = match (record.level.decision(), record.time) {
+                (Some(kind), Some(time)) => {
+                    let mut engine = self.engine();
+                    engine
+                        .store_mut()
+                        .statements_about(&key)
+                        .map_err(CoreError::Store)?
+                        .into_iter()
+                        .filter(|s| s.decision.kind == kind && s.decision.time == time)
+                        .min_by_key(|s| s.stamp)
+                        .map(|s| s.source)
+                }
+                _ => None,
+            };
             keys.push(KeyInfo {
+                decided_by,
                 fingerprint: key.key.to_hex(),
                 owner: key.owner,
                 key: key.key,

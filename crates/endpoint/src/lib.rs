@@ -9,8 +9,10 @@
 //! # What it does
 //!
 //! [`Driver::connect`] logs in once with the given [`ServerConnector`]
-//! (STARTTLS with certificate verification is the connector's job; tests use
-//! the harness's `TestCaConnector`, which trusts only the test CA;
+//! (STARTTLS with certificate verification is the connector's job:
+//! [`system_roots_connector`] for public servers, [`PemRootsConnector`] for a
+//! private server's own CA, which tests use through the harness's
+//! `TestCaConnector`;
 //! [`PlaintextLoopbackConnector`] is for an explicit request only and
 //! refuses any address but loopback), bounded
 //! by [`Settings::login_timeout`], and reports why a login failed
@@ -56,8 +58,10 @@
 //! talk to it through channels.
 
 mod plaintext;
+mod tls;
 
 pub use plaintext::{PlaintextError, PlaintextLoopbackConnector};
+pub use tls::{CaError, PemRootsConnector, Target, TlsConnectError, TlsStream};
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -224,6 +228,13 @@ pub enum DriverError {
     },
 }
 
+/// A test hook called before a stanza goes to the core
+/// ([`Driver::set_before_stanza`]): the stanza's number and the stanza.
+pub type StanzaHook = Box<dyn FnMut(u64, &Element)>;
+
+/// Where [`Driver::set_event_sink`] sends events as they happen.
+pub type EventSink = Box<dyn FnMut(Event)>;
+
 struct Unacked {
     outbox: OutboxId,
     stanza: Element,
@@ -270,6 +281,9 @@ pub struct Driver {
     /// `Some` while holding (see [`Driver::connect_holding`]).
     held: Option<Vec<Stanza>>,
     tap: Option<Box<dyn Tap>>,
+    handed: u64,
+    before_stanza: Option<StanzaHook>,
+    event_sink: Option<EventSink>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -521,6 +535,9 @@ impl Driver {
             last_maintain: Instant::now(),
             held: hold.then(Vec::new),
             tap: None,
+            handed: 0,
+            before_stanza: None,
+            event_sink: None,
         };
         driver.online().await?;
         Ok(driver)
@@ -633,8 +650,27 @@ impl Driver {
 
     fn collect_events(&mut self) {
         while let Some(event) = self.core.poll_event() {
-            self.events.push_back(event);
+            match self.event_sink.as_mut() {
+                Some(sink) => sink(event),
+                None => self.events.push_back(event),
+            }
         }
+    }
+
+    /// Hands every event to `sink` as soon as the core reports it (right
+    /// after the stanza or command that caused it committed), instead of
+    /// queueing it for [`Driver::poll_event`]: what a user interface shows
+    /// then lags the committed state by as little as possible (a process
+    /// killed in between has processed what it did not show). `None`
+    /// queues again.
+    pub fn set_event_sink(&mut self, sink: Option<EventSink>) {
+        self.event_sink = sink;
+        if let Some(sink) = self.event_sink.as_mut() {
+            while let Some(event) = self.events.pop_front() {
+                sink(event);
+            }
+        }
+        self.collect_events();
     }
 
     /// Reports acknowledged stanzas to the core; sends failed ones again.
@@ -771,6 +807,10 @@ impl Driver {
             return Ok(());
         }
         let element = Element::from(stanza);
+        self.handed += 1;
+        if let Some(hook) = self.before_stanza.as_mut() {
+            hook(self.handed, &element);
+        }
         let now = Utc::now();
         if let Some(tap) = self.tap.as_mut() {
             tap.before(&self.core, &element, now);
@@ -939,6 +979,15 @@ impl Driver {
             self.step(Duration::ZERO).await?;
         }
         Ok(())
+    }
+
+    /// Test hook: `hook(n, stanza)` is called just before the `n`-th stanza
+    /// (counted from 1 on this driver) is handed to
+    /// [`Endpoint::handle_stanza`], so
+    /// that a fault test can stop or kill the process between receiving a
+    /// stanza and processing it. Nothing happens unless a hook is set.
+    pub fn set_before_stanza(&mut self, hook: Option<StanzaHook>) {
+        self.before_stanza = hook;
     }
 
     /// Closes the stream (bounded by [`Settings::close_timeout`]) and gives

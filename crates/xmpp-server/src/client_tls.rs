@@ -4,9 +4,10 @@
 //! around tokio-xmpp (login check, connect, in-band registration).
 //!
 //! tokio-xmpp 6 verifies TLS against the system roots and has no hook for
-//! another verifier, so this module implements its public
+//! another verifier, so `atm-endpoint`'s `PemRootsConnector` (wrapped here
+//! as [`TestCaConnector`]) implements its public
 //! [`ServerConnector`] trait: TCP to the given address, stream header,
-//! `<starttls/>`, then a rustls handshake with a [`RootCertStore`] that holds
+//! `<starttls/>`, then a rustls handshake with a root store that holds
 //! the test CA and nothing else, checking the certificate against the JID's
 //! domain; then the stream is restarted and handed to tokio-xmpp, which does
 //! SASL and binding as usual. Channel binding data (`tls-exporter`, TLS 1.3)
@@ -24,31 +25,24 @@
 //! `StanzaStream`, not a `Client`: see its documentation for the `Client`
 //! bug this avoids.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use atm_endpoint::{CaError, PemRootsConnector, Target};
 use futures::{SinkExt, StreamExt};
-use tokio::io::BufStream;
-use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, ProtocolVersion, RootCertStore};
-use tokio_rustls::TlsConnector;
-use tokio_xmpp::connect::{ServerConnector, ServerConnectorError};
+use tokio_xmpp::connect::ServerConnector;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::jid::{BareJid, FullJid, Jid};
 use tokio_xmpp::parsers::minidom::Element;
-use tokio_xmpp::parsers::{ns, starttls};
+use tokio_xmpp::parsers::ns;
 use tokio_xmpp::stanzastream::{self, Event as StreamEvent, StanzaStream};
 use tokio_xmpp::xmlstream::{
-    initiate_stream, FallibleStreamElement, PendingFeaturesRecv, ReadError, StreamHeader, Timeouts,
-    XmppStream, XmppStreamElement,
+    FallibleStreamElement, PendingFeaturesRecv, ReadError, Timeouts, XmppStreamElement,
 };
 use tokio_xmpp::Stanza;
 
 /// The stream type [`TestCaConnector`] produces.
-pub type TlsStream = BufStream<tokio_rustls::client::TlsStream<TcpStream>>;
+pub use atm_endpoint::TlsStream;
 
 /// Why a client step failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,55 +102,13 @@ pub enum ClientError {
 }
 
 /// Errors of the connector itself, wrapped by tokio-xmpp into
-/// `tokio_xmpp::Error::Connection`.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// TCP connect failed.
-    #[error("TCP connect to {addr}: {source}")]
-    Tcp {
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The TLS handshake failed (for example the certificate does not chain
-    /// to the test CA, or does not name the domain).
-    #[error("TLS handshake with {domain} at {addr} (trusting only the given CA): {source}")]
-    Tls {
-        /// The domain the certificate was checked for.
-        domain: String,
-        /// The address.
-        addr: SocketAddr,
-        /// rustls's error, as an I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The domain is not a valid TLS server name.
-    #[error("{domain} is not a valid TLS server name")]
-    ServerName {
-        /// The domain.
-        domain: String,
-    },
-    /// The server does not offer STARTTLS.
-    #[error("{addr} does not offer STARTTLS")]
-    NoStartTls {
-        /// The address.
-        addr: SocketAddr,
-    },
-    /// The connection (TCP, STARTTLS, TLS, stream restart) took too long.
-    #[error("connecting to {addr} timed out after {after:?}")]
-    TimedOut {
-        /// The address.
-        addr: SocketAddr,
-        /// The time-out.
-        after: Duration,
-    },
-}
+/// `tokio_xmpp::Error::Connection` (the connector now lives in
+/// `atm-endpoint`; this name is kept for existing users).
+pub use atm_endpoint::TlsConnectError as ConnectError;
 
-impl ServerConnectorError for ConnectError {}
-
-/// Connects to one fixed address with STARTTLS, trusting only one CA.
+/// Connects to one fixed address with STARTTLS, trusting only one CA: a thin
+/// wrapper, kept for the harness's users, around `atm-endpoint`'s
+/// [`PemRootsConnector`], which `atm account init --ca FILE` uses too.
 ///
 /// By default it offers no channel binding, so SASL uses `SCRAM-*` (or
 /// `PLAIN` inside TLS) without `-PLUS`: ejabberd 23.01 offers
@@ -165,57 +117,23 @@ impl ServerConnectorError for ConnectError {}
 /// `tls-unique`, which TLS 1.3 lacks) and advertises no XEP-0440 types, so
 /// a client cannot tell in advance. [`TestCaConnector::with_channel_binding`]
 /// turns tokio-xmpp's behaviour back on.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TestCaConnector {
     addr: SocketAddr,
-    tls: Arc<ClientConfig>,
-    timeout: Duration,
-    channel_binding: bool,
-}
-
-impl std::fmt::Debug for TestCaConnector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestCaConnector")
-            .field("addr", &self.addr)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
+    inner: PemRootsConnector,
 }
 
 impl TestCaConnector {
     /// A connector to `addr` whose TLS trusts exactly the certificates in
     /// `ca_pem` (PEM, one or more `CERTIFICATE` blocks).
     pub fn new(addr: SocketAddr, ca_pem: &[u8]) -> Result<Self, ClientError> {
-        let mut roots = RootCertStore::empty();
-        let mut count = 0;
-        for cert in CertificateDer::pem_slice_iter(ca_pem) {
-            let cert = cert.map_err(|e| ClientError::Ca {
-                reason: format!("unreadable PEM: {e}"),
-            })?;
-            roots.add(cert).map_err(|e| ClientError::Ca {
-                reason: format!("not a usable CA certificate: {e}"),
-            })?;
-            count += 1;
-        }
-        if count == 0 {
-            return Err(ClientError::Ca {
-                reason: "no CERTIFICATE block in the PEM".into(),
-            });
-        }
-        let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
-        let tls = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ClientError::Ca {
-                reason: format!("TLS configuration: {e}"),
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Self {
-            addr,
-            tls: Arc::new(tls),
-            timeout: Duration::from_secs(10),
-            channel_binding: false,
-        })
+        let inner = PemRootsConnector::new(Target::Addr(addr), ca_pem).map_err(|e| match e {
+            CaError::Ca { reason } => ClientError::Ca { reason },
+            other => ClientError::Ca {
+                reason: other.to_string(),
+            },
+        })?;
+        Ok(Self { addr, inner })
     }
 
     /// Like [`Self::new`], reading the CA from a file.
@@ -229,7 +147,7 @@ impl TestCaConnector {
     /// Sets the time-out for one whole connection attempt (TCP, STARTTLS,
     /// TLS handshake, stream restart). Default 10 s.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.inner = self.inner.with_timeout(timeout);
         self
     }
 
@@ -237,7 +155,7 @@ impl TestCaConnector {
     /// connector does (SASL then picks `SCRAM-*-PLUS` where offered). Off by
     /// default: see the type's documentation for why.
     pub fn with_channel_binding(mut self, on: bool) -> Self {
-        self.channel_binding = on;
+        self.inner = self.inner.with_channel_binding(on);
         self
     }
 
@@ -246,91 +164,9 @@ impl TestCaConnector {
         self.addr
     }
 
-    async fn connect_unbounded(
-        &self,
-        domain: &str,
-        ns: &'static str,
-        timeouts: Timeouts,
-    ) -> Result<(PendingFeaturesRecv<TlsStream>, sasl::common::ChannelBinding), tokio_xmpp::Error>
-    {
-        let addr = self.addr;
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|source| ConnectError::Tcp { addr, source })?;
-        let header = || StreamHeader {
-            to: Some(Cow::Owned(domain.to_owned())),
-            from: None,
-            id: None,
-        };
-        let plain = initiate_stream(BufStream::new(tcp), ns, header(), timeouts).await?;
-        let (features, mut plain) = plain.recv_features::<FallibleStreamElement>().await?;
-        if !features.can_starttls() {
-            return Err(ConnectError::NoStartTls { addr }.into());
-        }
-        plain
-            .send(&XmppStreamElement::Starttls(starttls::Nonza::Request(
-                starttls::Request,
-            )))
-            .await?;
-        wait_for_proceed(&mut plain).await?;
-        let tcp = plain.into_inner().into_inner();
-        let server_name =
-            ServerName::try_from(domain.to_owned()).map_err(|_| ConnectError::ServerName {
-                domain: domain.to_owned(),
-            })?;
-        let tls = TlsConnector::from(self.tls.clone())
-            .connect(server_name, tcp)
-            .await
-            .map_err(|source| ConnectError::Tls {
-                domain: domain.to_owned(),
-                addr,
-                source,
-            })?;
-        let channel_binding = if self.channel_binding {
-            channel_binding(&tls)
-        } else {
-            sasl::common::ChannelBinding::None
-        };
-        let stream = initiate_stream(BufStream::new(tls), ns, header(), timeouts).await?;
-        Ok((stream, channel_binding))
-    }
-}
-
-async fn wait_for_proceed<S>(stream: &mut XmppStream<S>) -> Result<(), tokio_xmpp::Error>
-where
-    S: tokio::io::AsyncBufRead + tokio::io::AsyncWrite + Unpin,
-{
-    loop {
-        match stream
-            .next()
-            .await
-            .map(|v| v.and_then(|e| e.into_read_error()))
-        {
-            Some(Ok(XmppStreamElement::Starttls(starttls::Nonza::Proceed(_)))) => return Ok(()),
-            Some(Ok(_)) | Some(Err(ReadError::SoftTimeout)) => {}
-            Some(Err(ReadError::HardError(e))) => return Err(e.into()),
-            Some(Err(ReadError::ParseError(e))) => {
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e).into())
-            }
-            None | Some(Err(ReadError::StreamFooterReceived)) => {
-                return Err(tokio_xmpp::Error::Disconnected)
-            }
-        }
-    }
-}
-
-/// `tls-exporter` channel binding on TLS 1.3 (RFC 9266), none otherwise,
-/// as tokio-xmpp's own connector computes it.
-fn channel_binding(
-    tls: &tokio_rustls::client::TlsStream<TcpStream>,
-) -> sasl::common::ChannelBinding {
-    let (_, connection) = tls.get_ref();
-    if connection.protocol_version() != Some(ProtocolVersion::TLSv1_3) {
-        return sasl::common::ChannelBinding::None;
-    }
-    match connection.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None) {
-        Ok(data) => sasl::common::ChannelBinding::TlsExporter(data),
-        Err(_) => sasl::common::ChannelBinding::None,
+    /// The `atm-endpoint` connector inside.
+    pub fn inner(&self) -> &PemRootsConnector {
+        &self.inner
     }
 }
 
@@ -349,17 +185,7 @@ impl ServerConnector for TestCaConnector {
         ),
         tokio_xmpp::Error,
     > {
-        let domain = jid.domain().as_str().to_owned();
-        match tokio::time::timeout(self.timeout, self.connect_unbounded(&domain, ns, timeouts))
-            .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(ConnectError::TimedOut {
-                addr: self.addr,
-                after: self.timeout,
-            }
-            .into()),
-        }
+        self.inner.connect(jid, ns, timeouts).await
     }
 }
 

@@ -277,6 +277,13 @@ impl Endpoint {
         &self.own_key
     }
 
+    /// How many requests of this core (device lists, bundles, archive
+    /// queries, publications) still wait for the server's answer: a driver
+    /// that leaves soon after (a one-shot command) waits for zero first.
+    pub fn awaiting_responses(&self) -> usize {
+        self.requests.len()
+    }
+
     /// The state directory.
     pub fn directory(&self) -> &Path {
         &self.directory
