@@ -62,7 +62,7 @@ pub use plaintext::{PlaintextError, PlaintextLoopbackConnector};
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use atm_client::{CommandError, CoreError, Endpoint, Event, OutboxId};
+use atm_client::{CommandError, CoreError, Endpoint, Event, Handled, OutboxId};
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
 use tokio_xmpp::connect::{DnsConfig, ServerConnector, StartTlsServerConnector};
@@ -224,6 +224,29 @@ pub enum DriverError {
     },
 }
 
+/// What the core did with the `<message>` stanzas this driver handed it
+/// (live, carbons, offline and archived copies alike), for measurements:
+/// [`Driver::tally`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Decrypted and processed as a trust message (a copy seen for the
+    /// first time).
+    pub trust_messages: u64,
+    /// Of those, the ones that changed at least one trust level.
+    pub changed_trust: u64,
+    /// Decrypted chat messages.
+    pub chats: u64,
+    /// Copies processed before (same stanza id or content).
+    pub duplicates: u64,
+    /// OMEMO messages without key material for this device.
+    pub not_for_this_device: u64,
+    /// Refused messages.
+    pub rejected: u64,
+    /// Every other message: PEP notifications (device lists, bundles),
+    /// unencrypted messages.
+    pub other: u64,
+}
+
 struct Unacked {
     outbox: OutboxId,
     stanza: Element,
@@ -245,6 +268,7 @@ pub struct Driver {
     events: VecDeque<Event>,
     settings: Settings,
     last_maintain: Instant,
+    tally: Tally,
 }
 
 impl std::fmt::Debug for Driver {
@@ -466,6 +490,7 @@ impl Driver {
             events: VecDeque::new(),
             settings,
             last_maintain: Instant::now(),
+            tally: Tally::default(),
         };
         driver.online().await?;
         Ok(driver)
@@ -508,6 +533,11 @@ impl Driver {
     /// core's start were redone).
     pub fn resets(&self) -> u32 {
         self.resets
+    }
+
+    /// What the core did with the messages handed to it so far.
+    pub fn tally(&self) -> Tally {
+        self.tally
     }
 
     /// How many stored stanzas wait for the server's acknowledgement.
@@ -700,8 +730,31 @@ impl Driver {
             _ => {}
         }
         let element = Element::from(stanza);
-        self.core.handle_stanza(&element, Utc::now())?;
+        let before = self.events.len();
+        let handled = self.core.handle_stanza(&element, Utc::now())?;
         self.collect_events();
+        if element.name() == "message" {
+            let tally = &mut self.tally;
+            match handled {
+                Handled::TrustMessage => {
+                    tally.trust_messages += 1;
+                    let changed = self
+                        .events
+                        .iter()
+                        .skip(before)
+                        .any(|e| matches!(e, Event::TrustChanged { .. }));
+                    tally.changed_trust += u64::from(changed);
+                }
+                Handled::Chat => tally.chats += 1,
+                Handled::Duplicate => tally.duplicates += 1,
+                Handled::NotForThisDevice => tally.not_for_this_device += 1,
+                Handled::Rejected(_) => tally.rejected += 1,
+                Handled::DeviceList
+                | Handled::Bundle
+                | Handled::Response
+                | Handled::Ignored => tally.other += 1,
+            }
+        }
         Ok(())
     }
 
