@@ -157,13 +157,20 @@ impl Endpoint {
                 attribute: "from",
             }))?
             .to_bare();
-        let to = stanza::jid_attr(message, "to")
-            .map_err(Ok)?
-            .ok_or(Ok(Rejection::MissingAttribute {
-                element: "message",
-                attribute: "to",
-            }))?
-            .to_bare();
+        // A message of the own account without `to` is addressed to the
+        // own account (RFC 6120 §8.1.1.1): Prosody removes `to` from a
+        // message a client sends to its own bare JID, and delivers, carbons
+        // and archives it that way. From anyone else, `to` is required.
+        let to = match stanza::jid_attr(message, "to").map_err(Ok)? {
+            Some(to) => to.to_bare(),
+            None if sender == self.jid => self.jid.clone(),
+            None => {
+                return Err(Ok(Rejection::MissingAttribute {
+                    element: "message",
+                    attribute: "to",
+                }))
+            }
+        };
         if unwrapped.channel == Channel::CarbonSent && sender != self.jid {
             return Err(Ok(Rejection::ForgedWrapper {
                 wrapper: "sent carbon",
