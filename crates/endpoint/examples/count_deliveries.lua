@@ -3,7 +3,7 @@
 -- every message a client hands to Prosody, one "ATMCOUNT" line each at
 -- level info. Never for a production server.
 --
--- Fields: dir=out|in, stanza=message|iq|presence, kind=direct|delayed|
+-- Fields: t=the time (Unix seconds), dir=out|in, stanza=message|iq|presence, kind=direct|delayed|
 -- carbon-sent|carbon-received|mam|pep, omemo=payload|empty|none (the OMEMO 2
 -- element of the message itself or of the message a carbon or an archive
 -- result forwards), bytes=length of the stanza as Prosody serializes it
@@ -13,6 +13,7 @@
 module:set_global();
 
 local filters = require "util.filters";
+local now = require "util.time".now;
 
 local NS_CARBONS = "urn:xmpp:carbons:2";
 local NS_FORWARD = "urn:xmpp:forward:0";
@@ -54,7 +55,7 @@ end
 local function log_out(stanza, session)
 	if session.type == "c2s" and stanza and stanza.name then
 		local kind, omemo, from, id = describe(stanza);
-		module:log("info", "ATMCOUNT dir=out stanza=%s kind=%s omemo=%s bytes=%d to=%s from=%s id=%s",
+		module:log("info", "ATMCOUNT t=%.6f dir=out stanza=%s kind=%s omemo=%s bytes=%d to=%s from=%s id=%s", now(),
 			stanza.name, kind, omemo, #tostring(stanza), session.full_jid or "-", from, id);
 	end
 	return stanza;
@@ -63,7 +64,7 @@ end
 local function log_in(stanza, session)
 	if session.type == "c2s" and stanza and stanza.name == "message" then
 		local kind, omemo, _, id = describe(stanza);
-		module:log("info", "ATMCOUNT dir=in stanza=%s kind=%s omemo=%s bytes=%d to=%s from=%s id=%s",
+		module:log("info", "ATMCOUNT t=%.6f dir=in stanza=%s kind=%s omemo=%s bytes=%d to=%s from=%s id=%s", now(),
 			stanza.name, kind, omemo, #tostring(stanza), stanza.attr.to or "-",
 			session.full_jid or "-", id);
 	end

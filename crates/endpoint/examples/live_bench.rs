@@ -3,8 +3,8 @@
 //! server's side.
 //!
 //! ```text
-//! cargo run --release -p atm-endpoint --example live_bench -- seed [--runs 5]
-//! cargo run --release -p atm-endpoint --example live_bench -- mesh [--runs 1] [--accounts 10] [--devices 5]
+//! cargo run --release -p atm-endpoint --example live_bench -- seed [--runs 5] [--durability full|normal]
+//! cargo run --release -p atm-endpoint --example live_bench -- mesh [--runs 1] [--accounts 10] [--devices 5] [--limit SECONDS] [--durability full|normal]
 //! ```
 //!
 //! Each run starts its own Prosody (atm-xmpp-server) with a small module of
@@ -27,6 +27,13 @@
 //! their first devices scan each other (2 scans per pair); all scans are
 //! issued without waiting in between. Converged: every device holds every
 //! other device's key as authenticated.
+//!
+//! Memory: growth of the process's VmRSS over the devices added (seed:
+//! after the walkthrough; mesh: once all are online and know each other),
+//! per device; meaningful in the first run of a process only.
+//! `LIVE_BENCH_VERBOSE=1` prints every trust-message delivery (with the
+//! server's time), every scan and authentication (with the bench's), and
+//! how long each step that processed something took.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -84,7 +91,7 @@ fn record(shared: &mut Shared, event: Event, at: Instant) {
         Event::TrustChanged { key, to, cause, .. } => {
             if to == TrustLevel::Authenticated {
                 if std::env::var_os("LIVE_BENCH_VERBOSE").is_some() {
-                    eprintln!("{:?} {} {:?}", at, key.owner, cause);
+                    eprintln!("{} {} {:?}", unix_now(), key.owner, cause);
                 }
                 if cause.is_trust_message() {
                     shared.automatic.push(at);
@@ -113,8 +120,12 @@ fn record(shared: &mut Shared, event: Event, at: Instant) {
 async fn device_task(device: Rc<Device>) {
     while !device.stop.get() {
         let mut driver = device.driver.lock().await;
+        let began = Instant::now();
         let stepped = driver.step(Duration::from_millis(50)).await;
         let now = Instant::now();
+        if std::env::var_os("LIVE_BENCH_VERBOSE").is_some() && matches!(stepped, Ok(true)) {
+            eprintln!("{} {} step {:?}", unix_now(), device.name, now - began);
+        }
         {
             let mut shared = device.shared.borrow_mut();
             while let Some(event) = driver.poll_event() {
@@ -142,6 +153,7 @@ async fn device_task(device: Rc<Device>) {
 struct Net {
     devices: Vec<Rc<Device>>,
     directory: tempfile::TempDir,
+    durability: Durability,
 }
 
 impl Net {
@@ -152,8 +164,7 @@ impl Net {
             chrono::Utc::now(),
             Box::new(OsRandom),
             Options {
-                // As `atm run` does.
-                durability: Durability::Full,
+                durability: self.durability,
                 ..Options::default()
             },
         )
@@ -255,7 +266,12 @@ impl Net {
         let mut driver = device.driver.lock().await;
         let when = Instant::now();
         if std::env::var_os("LIVE_BENCH_VERBOSE").is_some() {
-            eprintln!("{when:?} {} scans {}", device.name, self.devices[of].name);
+            eprintln!(
+                "{} {} scans {}",
+                unix_now(),
+                device.name,
+                self.devices[of].name
+            );
         }
         driver.core().scan(&uri, chrono::Utc::now()).unwrap();
         driver.flush().await.unwrap();
@@ -264,6 +280,9 @@ impl Net {
         while let Some(event) = driver.poll_event() {
             record(&mut shared, event, now);
         }
+        // What it sent is in flight: `settle` waits for it.
+        shared.unacked = driver.unacknowledged();
+        shared.last_activity = now;
         when
     }
 
@@ -293,6 +312,13 @@ impl Net {
             }
         }
     }
+}
+
+fn unix_now() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:06}", t.as_secs(), t.subsec_micros())
 }
 
 fn rss_kib() -> u64 {
@@ -337,7 +363,11 @@ async fn start_server(accounts: &[BareJid]) -> Server {
     .unwrap();
     for jid in accounts {
         server
-            .register(jid.node().unwrap().as_str(), jid.domain().as_str(), PASSWORD)
+            .register(
+                jid.node().unwrap().as_str(),
+                jid.domain().as_str(),
+                PASSWORD,
+            )
             .await
             .unwrap_or_else(|e| panic!("registering {jid}: {e}"));
     }
@@ -347,6 +377,7 @@ async fn start_server(accounts: &[BareJid]) -> Server {
 /// One `ATMCOUNT` line of the server's log.
 #[derive(Debug, Clone)]
 struct Line {
+    time: String,
     out: bool,
     stanza: String,
     kind: String,
@@ -367,6 +398,7 @@ fn read_counts(server: &Server) -> Vec<Line> {
             rest.split(' ').filter_map(|f| f.split_once('=')).collect();
         let field = |name: &str| fields.get(name).copied().unwrap_or("-").to_owned();
         lines.push(Line {
+            time: field("t"),
             out: field("dir") == "out",
             stanza: field("stanza"),
             kind: field("kind"),
@@ -426,6 +458,9 @@ fn summarize(net: &Net, server: &Server, figures: &mut Figures) {
         if line.stanza != "message" || line.omemo != "payload" {
             continue;
         }
+        if std::env::var_os("LIVE_BENCH_VERBOSE").is_some() {
+            eprintln!("{} {line:?}", line.time);
+        }
         if line.out {
             figures.delivered_total += 1;
             figures.delivered_bytes += line.bytes;
@@ -448,7 +483,11 @@ fn summarize(net: &Net, server: &Server, figures: &mut Figures) {
         let shared = device.shared.borrow();
         figures.manual += shared.manual;
         figures.automatic += shared.automatic.len();
-        assert_eq!(shared.chats, 0, "{}: a trust message shown as chat", device.name);
+        assert_eq!(
+            shared.chats, 0,
+            "{}: a trust message shown as chat",
+            device.name
+        );
         let t = shared.tally;
         tally.trust_messages += t.trust_messages;
         tally.changed_trust += t.changed_trust;
@@ -466,7 +505,7 @@ fn jid(text: &str) -> BareJid {
     text.parse().unwrap()
 }
 
-async fn seed_run() -> Figures {
+async fn seed_run(durability: Durability) -> Figures {
     let alice = jid("alice@example.org");
     let bob = jid("bob@example.com");
     let server = start_server(&[alice.clone(), bob.clone()]).await;
@@ -474,6 +513,7 @@ async fn seed_run() -> Figures {
     let mut net = Net {
         devices: Vec::new(),
         directory: tempfile::tempdir().unwrap(),
+        durability,
     };
     for (name, account) in [
         ("A1", &alice),
@@ -498,7 +538,15 @@ async fn seed_run() -> Figures {
     })
     .await;
     net.settle().await;
-    for (at, of) in [(a1, a3), (a2, a3), (a3, a1), (a3, a2), (b1, b2), (b2, b1), (b2, a3)] {
+    for (at, of) in [
+        (a1, a3),
+        (a2, a3),
+        (a3, a1),
+        (a3, a2),
+        (b1, b2),
+        (b2, b1),
+        (b2, a3),
+    ] {
         net.scan(at, of).await;
         net.settle().await;
     }
@@ -530,7 +578,12 @@ async fn seed_run() -> Figures {
     figures
 }
 
-async fn mesh_run(accounts: usize, devices: usize) -> Figures {
+async fn mesh_run(
+    accounts: usize,
+    devices: usize,
+    durability: Durability,
+    limit: Duration,
+) -> Figures {
     let jids: Vec<BareJid> = (0..accounts)
         .map(|a| jid(&format!("user{a}@example.org")))
         .collect();
@@ -539,6 +592,7 @@ async fn mesh_run(accounts: usize, devices: usize) -> Figures {
     let mut net = Net {
         devices: Vec::new(),
         directory: tempfile::tempdir().unwrap(),
+        durability,
     };
     let started = Instant::now();
     for (a, account) in jids.iter().enumerate() {
@@ -546,26 +600,34 @@ async fn mesh_run(accounts: usize, devices: usize) -> Figures {
             net.add(&server, &format!("U{a}D{d}"), account).await;
         }
     }
-    eprintln!("{} devices online after {:?}", net.devices.len(), started.elapsed());
+    eprintln!(
+        "{} devices online after {:?}",
+        net.devices.len(),
+        started.elapsed()
+    );
     let index = |a: usize, d: usize| a * devices + d;
     let mut pairs = Vec::new();
     for a in 0..accounts {
-        for b in 0..accounts {
+        for (b, contact) in jids.iter().enumerate() {
             if a != b {
                 for d in 0..devices {
-                    pairs.push((index(a, d), jids[b].clone()));
+                    pairs.push((index(a, d), contact.clone()));
                 }
             }
         }
     }
     net.add_contacts(&pairs).await;
     let n = net.devices.len();
-    net.until("every device knows every other", Duration::from_secs(300), |net| {
+    net.until("every device knows every other", limit, |net| {
         (0..n).all(|at| (0..n).all(|of| at == of || net.level(at, of).is_some()))
     })
     .await;
     net.settle().await;
-    eprintln!("every device knows the {} others after {:?}", n - 1, started.elapsed());
+    eprintln!(
+        "every device knows the {} others after {:?}",
+        n - 1,
+        started.elapsed()
+    );
     let rss_online = rss_kib();
     let mut scans = Vec::new();
     for a in 0..accounts {
@@ -585,10 +647,29 @@ async fn mesh_run(accounts: usize, devices: usize) -> Figures {
     for (at, of) in &scans {
         last = net.scan(*at, *of).await;
     }
-    net.until("every device authenticates every other", Duration::from_secs(600), |net| {
-        net.authenticated_pairs() == n * (n - 1)
-    })
-    .await;
+    let deadline = first + limit;
+    let mut report = Instant::now();
+    loop {
+        net.check_failures();
+        let pairs = net.authenticated_pairs();
+        if pairs == n * (n - 1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not converged within {limit:?}: {pairs} of {} authentications",
+            n * (n - 1)
+        );
+        if report.elapsed() >= Duration::from_secs(30) {
+            report = Instant::now();
+            eprintln!(
+                "{pairs} of {} authentications after {:?}",
+                n * (n - 1),
+                first.elapsed()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let converged = Instant::now();
     net.settle().await;
     let mut figures = Figures {
@@ -681,8 +762,21 @@ fn main() {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
-            .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} {v}: not a number")))
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name} {v}: not a number"))
+            })
             .unwrap_or(default)
+    };
+    let durability = match args
+        .iter()
+        .position(|a| a == "--durability")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+    {
+        None | Some("full") => Durability::Full,
+        Some("normal") => Durability::Normal,
+        Some(other) => panic!("--durability {other}: full or normal"),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -694,7 +788,7 @@ fn main() {
             let runs = option("--runs", 5);
             (0..runs)
                 .map(|run| {
-                    let f = local.block_on(&runtime, seed_run());
+                    let f = local.block_on(&runtime, seed_run(durability));
                     print_run(run + 1, &f);
                     assert_eq!(f.authenticated_pairs, 20, "all 20 authentications");
                     assert_eq!((f.manual, f.automatic), (8, 12), "8 manual, 12 automatic");
@@ -706,16 +800,18 @@ fn main() {
             let runs = option("--runs", 1);
             let accounts = option("--accounts", 10);
             let devices = option("--devices", 5);
+            let limit = Duration::from_secs(option("--limit", 1800) as u64);
             (0..runs)
                 .map(|run| {
-                    let f = local.block_on(&runtime, mesh_run(accounts, devices));
+                    let f =
+                        local.block_on(&runtime, mesh_run(accounts, devices, durability, limit));
                     print_run(run + 1, &f);
                     f
                 })
                 .collect()
         }
         _ => {
-            eprintln!("usage: live_bench seed [--runs N] | mesh [--runs N] [--accounts A] [--devices D]");
+            eprintln!("usage: live_bench seed [--runs N] | mesh [--runs N] [--accounts A] [--devices D]; [--durability full|normal]");
             std::process::exit(2);
         }
     };

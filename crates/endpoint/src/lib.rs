@@ -749,10 +749,9 @@ impl Driver {
                 Handled::Duplicate => tally.duplicates += 1,
                 Handled::NotForThisDevice => tally.not_for_this_device += 1,
                 Handled::Rejected(_) => tally.rejected += 1,
-                Handled::DeviceList
-                | Handled::Bundle
-                | Handled::Response
-                | Handled::Ignored => tally.other += 1,
+                Handled::DeviceList | Handled::Bundle | Handled::Response | Handled::Ignored => {
+                    tally.other += 1
+                }
             }
         }
         Ok(())

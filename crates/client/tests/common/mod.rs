@@ -311,9 +311,7 @@ impl Router {
         // message with `<private/>` (XEP-0280) gets no carbons.
         let mut stanza = stanza;
         if target == sender {
-            stanza
-                .attrs_mut()
-                .remove(&rxml::Namespace::NONE, &nc("to"));
+            stanza.attrs_mut().remove(&rxml::Namespace::NONE, &nc("to"));
         }
         let private = stanza.get_child("private", ns::NS_CARBONS).is_some();
         if private {
