@@ -409,3 +409,39 @@ fn unsolicited_iq_responses_are_refused() {
         Handled::Rejected(Rejection::UnexpectedResponse { .. })
     ));
 }
+
+#[test]
+fn a_message_without_to_is_taken_as_addressed_to_us_only_from_the_own_account() {
+    let (mut router, a1, _, b1, genuine) = setup();
+    // From Bob, `to` removed: refused (only the own server drops `to`, and
+    // only from the own account's messages to itself).
+    let now = router.tick();
+    router.nodes[b1]
+        .core()
+        .send_chat("alice@example.org", "hi", now)
+        .unwrap();
+    let mut from_bob = router.take_transmits(b1).remove(0);
+    set_attr(&mut from_bob, "from", "bob@example.com/B1");
+    let mut without_to = from_bob.clone();
+    without_to
+        .attrs_mut()
+        .remove(&rxml::Namespace::NONE, &nc("to"));
+    assert!(matches!(
+        router.deliver(a1, &without_to),
+        Handled::Rejected(Rejection::MissingAttribute {
+            element: "message",
+            attribute: "to"
+        })
+    ));
+    assert_eq!(chats(&router, a1), 0);
+    assert_eq!(router.deliver(a1, &from_bob), Handled::Chat);
+    // From A2 to its own account, without `to` (as Prosody delivers it):
+    // accepted, and the copy with `to` is the same message.
+    let mut own_without_to = genuine.clone();
+    own_without_to
+        .attrs_mut()
+        .remove(&rxml::Namespace::NONE, &nc("to"));
+    assert_eq!(router.deliver(a1, &own_without_to), Handled::Chat);
+    assert_eq!(router.deliver(a1, &genuine), Handled::Duplicate);
+    assert_eq!(chats(&router, a1), 2);
+}

@@ -98,6 +98,39 @@ fn seed_walkthrough_five_devices_eight_scans_twenty_authentications() {
     assert_eq!((manual, automatic), (8, 12));
     // As on the simulator (complete propagation): 3 trust messages.
     assert_eq!(router.encrypted_sent, 3);
+    // Carbons only where they reach a recipient: a message to the own
+    // account, or to a contact and encrypted for no own device, is private.
+    let mut private = 0;
+    for (sender, message) in &router.encrypted_messages {
+        let encrypted = message.get_child("encrypted", ns::NS_OMEMO).unwrap();
+        if encrypted.get_child("payload", ns::NS_OMEMO).is_none() {
+            // An empty OMEMO message (key-exchange reply): always private.
+            assert!(message.get_child("private", ns::NS_CARBONS).is_some());
+            continue;
+        }
+        let own_recipient = message
+            .get_child("encrypted", ns::NS_OMEMO)
+            .and_then(|e| e.get_child("header", ns::NS_OMEMO))
+            .unwrap()
+            .children()
+            .any(|keys| keys.attr("jid") == Some(sender.as_str()));
+        let to_own = message.attr("to") == Some(sender.as_str());
+        let expected = to_own || !own_recipient;
+        assert_eq!(
+            message.get_child("private", ns::NS_CARBONS).is_some(),
+            expected,
+            "{}",
+            String::from(message)
+        );
+        assert_eq!(
+            message.get_child("no-copy", ns::NS_HINTS).is_some(),
+            expected
+        );
+        assert!(message.get_child("store", ns::NS_HINTS).is_some());
+        private += usize::from(expected);
+    }
+    assert_eq!(private, router.private_sent);
+    assert!(private >= 1, "no message went without carbons");
     eprintln!(
         "seed walkthrough: {} trust-message stanzas sent ({} empty OMEMO replies), \
          {} copies delivered ({} bytes), {:.1} delivered per automatic authentication",

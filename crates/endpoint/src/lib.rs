@@ -235,6 +235,29 @@ pub type StanzaHook = Box<dyn FnMut(u64, &Element)>;
 /// Where [`Driver::set_event_sink`] sends events as they happen.
 pub type EventSink = Box<dyn FnMut(Event)>;
 
+/// What the core did with the `<message>` stanzas this driver handed it
+/// (live, carbons, offline and archived copies alike), for measurements:
+/// [`Driver::tally`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Decrypted and processed as a trust message (a copy seen for the
+    /// first time).
+    pub trust_messages: u64,
+    /// Of those, the ones that changed at least one trust level.
+    pub changed_trust: u64,
+    /// Decrypted chat messages.
+    pub chats: u64,
+    /// Copies processed before (same stanza id or content).
+    pub duplicates: u64,
+    /// OMEMO messages without key material for this device.
+    pub not_for_this_device: u64,
+    /// Refused messages.
+    pub rejected: u64,
+    /// Every other message: PEP notifications (device lists, bundles),
+    /// unencrypted messages.
+    pub other: u64,
+}
+
 struct Unacked {
     outbox: OutboxId,
     stanza: Element,
@@ -284,6 +307,8 @@ pub struct Driver {
     handed: u64,
     before_stanza: Option<StanzaHook>,
     event_sink: Option<EventSink>,
+
+    tally: Tally,
 }
 
 impl std::fmt::Debug for Driver {
@@ -538,6 +563,7 @@ impl Driver {
             handed: 0,
             before_stanza: None,
             event_sink: None,
+            tally: Tally::default(),
         };
         driver.online().await?;
         Ok(driver)
@@ -589,6 +615,11 @@ impl Driver {
     /// core's start were redone).
     pub fn resets(&self) -> u32 {
         self.resets
+    }
+
+    /// What the core did with the messages handed to it so far.
+    pub fn tally(&self) -> Tally {
+        self.tally
     }
 
     /// How many stored stanzas wait for the server's acknowledgement.
@@ -824,7 +855,29 @@ impl Driver {
             let events: Vec<Event> = self.events.iter().skip(reported).cloned().collect();
             tap.after(&self.core, &element, handled.as_ref().ok(), &events);
         }
-        handled?;
+        let handled = handled?;
+        let before = reported;
+        if element.name() == "message" {
+            let tally = &mut self.tally;
+            match handled {
+                Handled::TrustMessage => {
+                    tally.trust_messages += 1;
+                    let changed = self
+                        .events
+                        .iter()
+                        .skip(before)
+                        .any(|e| matches!(e, Event::TrustChanged { .. }));
+                    tally.changed_trust += u64::from(changed);
+                }
+                Handled::Chat => tally.chats += 1,
+                Handled::Duplicate => tally.duplicates += 1,
+                Handled::NotForThisDevice => tally.not_for_this_device += 1,
+                Handled::Rejected(_) => tally.rejected += 1,
+                Handled::DeviceList | Handled::Bundle | Handled::Response | Handled::Ignored => {
+                    tally.other += 1
+                }
+            }
+        }
         Ok(())
     }
 

@@ -762,13 +762,18 @@ impl Endpoint {
             &targets,
         )?;
         let id = self.next_id("msg");
-        let message = builder("message", NS_CLIENT)
+        let mut message = builder("message", NS_CLIENT)
             .attr(nc("type"), "chat")
             .attr(nc("to"), to.as_str())
             .attr(nc("id"), id.clone())
             .append(encrypted)
-            .append(builder("store", NS_HINTS).build())
-            .build();
+            .append(builder("store", NS_HINTS).build());
+        if no_carbons_needed(&self.jid, to, &targets) {
+            message = message
+                .append(builder("private", stanza::NS_CARBONS).build())
+                .append(builder("no-copy", NS_HINTS).build());
+        }
+        let message = message.build();
         self.store.push_outbox(&String::from(&message))?;
         Ok((targets.len(), Some((id, reached))))
     }
@@ -810,6 +815,28 @@ impl Endpoint {
         self.store.push_outbox(&String::from(&message))?;
         Ok(())
     }
+}
+
+/// Whether a message from `own` to `to`, encrypted for `targets`, may go
+/// without carbon copies (XEP-0280 `<private/>` with the XEP-0334
+/// `<no-copy/>` hint), which would only reach devices that either get it
+/// anyway or cannot decrypt it:
+///
+/// - to the own bare JID: the server delivers it to every online own
+///   resource (of the highest presence priority: our driver always uses
+///   the default 0), the sender included; a sent carbon would be a second
+///   copy of it (Prosody also sends it without `to`);
+/// - to a contact, encrypted for none of the own devices: the own devices
+///   have no key material in it.
+///
+/// A message to a contact that is also encrypted for own devices keeps its
+/// carbons: that is how those devices get it live. In every case the
+/// archive (MAM; `<store/>` is kept, and neither hint keeps a server from
+/// archiving) still holds the message, and offline storage still takes it
+/// when no resource of the recipient is online: an own device that is
+/// offline catches up from there as before.
+fn no_carbons_needed(own: &BareJid, to: &BareJid, targets: &[Target]) -> bool {
+    to == own || targets.iter().all(|t| t.jid != *own)
 }
 
 /// Why a unit of work stopped.

@@ -161,10 +161,12 @@ impl Endpoint {
                 attribute: "from",
             }))?
             .to_bare();
-        // RFC 6121 §8.1: a message without 'to' is addressed to the bare
-        // JID of its sender; QXmpp 1.10 sends its empty key-exchange
-        // messages to its own account so (seen as sent carbons and in the
-        // archive). Only the own account's: from anyone else it is refused.
+        // A message of the own account without `to` is addressed to the
+        // own account (RFC 6120 §8.1.1.1, RFC 6121 §8.1): Prosody removes
+        // `to` from a message a client sends to its own bare JID, and
+        // delivers, carbons and archives it that way (QXmpp's empty
+        // key-exchange messages to its own devices arrive so too). From
+        // anyone else, `to` is required.
         let to = match stanza::jid_attr(message, "to").map_err(Ok)? {
             Some(to) => to.to_bare(),
             None if sender == self.jid => self.jid.clone(),

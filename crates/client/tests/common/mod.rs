@@ -76,6 +76,10 @@ pub struct Router {
     pub empty_sent: usize,
     pub encrypted_delivered: usize,
     pub encrypted_delivered_bytes: usize,
+    /// Messages sent with `<private/>` (no carbons).
+    pub private_sent: usize,
+    /// Every OMEMO message a client sent, as sent, with its account.
+    pub encrypted_messages: Vec<(BareJid, Element)>,
     /// Crashes caused by crash points: (node, point).
     pub crashes: Vec<(usize, atm_client::CrashPoint)>,
     pub directory: tempfile::TempDir,
@@ -88,6 +92,8 @@ impl Router {
             queue: VecDeque::new(),
             pep: HashMap::new(),
             offline: HashMap::new(),
+            private_sent: 0,
+            encrypted_messages: Vec::new(),
             archive: HashMap::new(),
             archive_times: HashMap::new(),
             refuse_max_items: false,
@@ -304,10 +310,23 @@ impl Router {
             } else {
                 self.empty_sent += 1;
             }
+            self.encrypted_messages
+                .push((self.nodes[from].jid.clone(), stanza.clone()));
         }
         let sender = self.nodes[from].jid.clone();
         let to: Jid = stanza.attr("to").unwrap().parse().unwrap();
         let target = to.to_bare();
+        // As Prosody: a message to the sender's own bare JID loses its `to`
+        // (delivered, carbon-copied and archived without it), and a
+        // message with `<private/>` (XEP-0280) gets no carbons.
+        let mut stanza = stanza;
+        if target == sender {
+            stanza.attrs_mut().remove(&rxml::Namespace::NONE, &nc("to"));
+        }
+        let private = stanza.get_child("private", ns::NS_CARBONS).is_some();
+        if private {
+            self.private_sent += 1;
+        }
         // Recipient's server: stanza-id, archive.
         let mut received = stanza.clone();
         while received.remove_child("stanza-id", ns::NS_SID).is_some() {}
@@ -348,7 +367,7 @@ impl Router {
         for resource in resources {
             self.queue.push_back((resource, received.clone()));
         }
-        if target != sender {
+        if target != sender && !private {
             for resource in self.online_resources(&sender) {
                 if resource == from {
                     continue;
