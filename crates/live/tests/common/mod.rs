@@ -169,11 +169,29 @@ pub fn every_example_matches_sim(kind: Kind) {
                 trust_maps(&sim)
             ));
         }
-        if live.json["counts"] != sim["counts"] {
+        // Trust levels and the counts of decisions must be the simulator's.
+        // How many trust messages it takes can differ: a live network
+        // interleaves deliveries differently, and a distrust relayed to the
+        // co-recipients of its message changes a level (and is passed on)
+        // only where the direct copy has not arrived yet.
+        let decisions = |json: &Value| {
+            let mut counts = json["counts"].clone();
+            if let Some(map) = counts.as_object_mut() {
+                map.remove("trust_messages_sent");
+                map.remove("deliveries");
+            }
+            counts
+        };
+        if decisions(&live.json) != decisions(&sim) {
             problems.push(format!(
                 "{file}: counts differ\n  live {}\n  sim  {}",
                 live.json["counts"], sim["counts"]
             ));
+        } else if live.json["counts"] != sim["counts"] {
+            eprintln!(
+                "{file}: message counts differ (allowed)\n  live {}\n  sim  {}",
+                live.json["counts"], sim["counts"]
+            );
         }
     }
     drop(server);
