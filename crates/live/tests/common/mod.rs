@@ -140,6 +140,20 @@ pub fn play_all(
     results.into_iter().map(Option::unwrap).collect()
 }
 
+/// The counters of a run's JSON output without `trust_messages_sent` and
+/// `deliveries`: how many trust messages it takes depends on how the network
+/// interleaves deliveries (a distrust relayed to the co-recipients of its
+/// message is passed on only where the direct copy has not arrived yet);
+/// the decisions do not.
+pub fn decision_counts(json: &Value) -> Value {
+    let mut counts = json["counts"].clone();
+    if let Some(map) = counts.as_object_mut() {
+        map.remove("trust_messages_sent");
+        map.remove("deliveries");
+    }
+    counts
+}
+
 /// Plays every example without replay/inject/per-account on a private
 /// `kind` server and checks each against the sim transport.
 pub fn every_example_matches_sim(kind: Kind) {
@@ -174,15 +188,7 @@ pub fn every_example_matches_sim(kind: Kind) {
         // interleaves deliveries differently, and a distrust relayed to the
         // co-recipients of its message changes a level (and is passed on)
         // only where the direct copy has not arrived yet.
-        let decisions = |json: &Value| {
-            let mut counts = json["counts"].clone();
-            if let Some(map) = counts.as_object_mut() {
-                map.remove("trust_messages_sent");
-                map.remove("deliveries");
-            }
-            counts
-        };
-        if decisions(&live.json) != decisions(&sim) {
+        if decision_counts(&live.json) != decision_counts(&sim) {
             problems.push(format!(
                 "{file}: counts differ\n  live {}\n  sim  {}",
                 live.json["counts"], sim["counts"]
