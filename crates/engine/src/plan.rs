@@ -114,53 +114,22 @@ fn complete<S: TrustStore>(txn: &mut Txn<'_, S>) -> Result<Vec<Outgoing>, S> {
             requests.insert(key);
         }
     }
-    if !syncs.is_empty() {
-        let decided = txn.keys_at(&[TrustLevel::Authenticated, TrustLevel::ManuallyDistrusted])?;
-        // What a contact's endpoint may use: decisions about our own keys.
-        let decided_own: Vec<&KeyRef> = decided
-            .iter()
-            .map(|(k, _)| k)
-            .filter(|k| k.owner == own_jid)
-            .collect();
-        for recipient in syncs {
-            if txn.get(&recipient)?.map(|r| r.level) != Some(TrustLevel::Authenticated) {
-                continue;
-            }
-            let entry = needs.entry(recipient.clone()).or_default();
-            if recipient.owner == own_jid {
-                entry.extend(
-                    decided
-                        .iter()
-                        .map(|(k, _)| k)
-                        .filter(|k| **k != recipient)
-                        .cloned(),
-                );
-            } else {
-                entry.extend(decided_own.iter().map(|k| (*k).clone()));
-            }
-        }
-    }
+    sync(
+        txn,
+        &mut needs,
+        syncs,
+        &[TrustLevel::Authenticated, TrustLevel::ManuallyDistrusted],
+    )?;
     // Keys authenticated by a trust message get this endpoint's distrusts
     // (finding 1 of the attack property tests: the sender that synced them
     // may be distrusted before they hear of a revocation).
     let distrust_syncs = std::mem::take(&mut txn.distrust_syncs);
-    if !distrust_syncs.is_empty() {
-        let distrusted = txn.keys_at(&[TrustLevel::ManuallyDistrusted])?;
-        if !distrusted.is_empty() {
-            for recipient in distrust_syncs {
-                if txn.get(&recipient)?.map(|r| r.level) != Some(TrustLevel::Authenticated) {
-                    continue;
-                }
-                let own = recipient.owner == own_jid;
-                let keys = distrusted
-                    .iter()
-                    .map(|(k, _)| k)
-                    .filter(|k| **k != recipient && (own || k.owner == own_jid))
-                    .cloned();
-                needs.entry(recipient.clone()).or_default().extend(keys);
-            }
-        }
-    }
+    sync(
+        txn,
+        &mut needs,
+        distrust_syncs,
+        &[TrustLevel::ManuallyDistrusted],
+    )?;
     for recipient in &requests {
         needs
             .entry(recipient.clone())
@@ -281,6 +250,36 @@ fn per_account<S: TrustStore>(
         }
     }
     Ok(out)
+}
+
+/// Adds to `needs` what each still authenticated key of `recipients` may use
+/// of the decided keys at `levels`: every one but itself for an own
+/// endpoint, those of our own account for a contact's.
+fn sync<S: TrustStore>(
+    txn: &mut Txn<'_, S>,
+    needs: &mut BTreeMap<KeyRef, BTreeSet<KeyRef>>,
+    recipients: Vec<KeyRef>,
+    levels: &[TrustLevel],
+) -> Result<(), S> {
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    let own_jid = txn.config.own.owner.clone();
+    let decided = txn.keys_at(levels)?;
+    for recipient in recipients {
+        if txn.get(&recipient)?.map(|r| r.level) != Some(TrustLevel::Authenticated) {
+            continue;
+        }
+        let own = recipient.owner == own_jid;
+        let keys = decided
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| **k != recipient && (own || k.owner == own_jid))
+            .cloned()
+            .collect::<Vec<_>>();
+        needs.entry(recipient).or_default().extend(keys);
+    }
+    Ok(())
 }
 
 /// A trust message carrying the current decision about each key in `keys`
