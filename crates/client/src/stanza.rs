@@ -172,13 +172,31 @@ pub(crate) fn delay_stamp(
         element: "delay",
         attribute: "stamp",
     })?;
-    DateTime::parse_from_rfc3339(stamp)
-        .map(|t| Some(t.with_timezone(&Utc)))
-        .map_err(|e| Rejection::InvalidAttribute {
-            element: "delay",
-            attribute: "stamp",
-            reason: e.to_string(),
-        })
+    let parsed = DateTime::parse_from_rfc3339(stamp).map_err(|e| Rejection::InvalidAttribute {
+        element: "delay",
+        attribute: "stamp",
+        reason: e.to_string(),
+    })?;
+    Ok(Some(parsed.with_timezone(&Utc) + stamp_precision(stamp)))
+}
+
+/// How much later than its value a stamp written as `text` may stand for,
+/// given the precision it is written to: XEP-0082 allows any number of
+/// fractional digits, and Prosody writes none (`2026-12-04T04:57:19Z`), so
+/// its stamp covers the whole second. The sending time the engine bounds
+/// decision times by must be the latest one the stamp allows: two opposite
+/// decisions made 0.13 s and 0.87 s into the same second, caught up from
+/// offline storage, must keep their order, and with the stamp taken as the
+/// start of the second both would count as made at that start.
+fn stamp_precision(text: &str) -> chrono::TimeDelta {
+    let digits = text.split_once('.').map_or(0, |(_, rest)| {
+        rest.bytes().take_while(u8::is_ascii_digit).count()
+    });
+    // 10^(9 - digits) ns, less one: the last instant the stamp covers.
+    match 9u32.checked_sub(u32::try_from(digits).unwrap_or(9)) {
+        Some(exponent) if exponent > 0 => chrono::TimeDelta::nanoseconds(10i64.pow(exponent) - 1),
+        _ => chrono::TimeDelta::zero(),
+    }
 }
 
 /// The XEP-0359 stanza id that `by` assigned, if present.
@@ -367,9 +385,55 @@ mod tests {
         assert_eq!(unwrapped.query_id.as_deref(), Some("q"));
         assert_eq!(
             unwrapped.stamp,
-            "2026-01-01T00:00:00Z".parse::<DateTime<Utc>>().ok()
+            "2026-01-01T00:00:00.999999999Z"
+                .parse::<DateTime<Utc>>()
+                .ok(),
+            "a stamp in whole seconds covers its whole second"
         );
         assert_eq!(unwrapped.message.attr("from"), Some("bob@example.com/B1"));
+    }
+
+    #[test]
+    fn a_stamp_stands_for_the_last_instant_its_precision_covers() {
+        let stamp = |text: &str| {
+            let message = parse(&format!(
+                "<message xmlns='jabber:client' from='bob@example.com/B1'>\
+                 <delay xmlns='urn:xmpp:delay' from='example.org' stamp='{text}'/></message>"
+            ));
+            unwrap_message(&message, &own())
+                .unwrap_or_else(|e| unreachable!("{e}"))
+                .stamp
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+        };
+        let at = |text: &str| Some(text.to_owned());
+        // Prosody: whole seconds.
+        assert_eq!(
+            stamp("2026-12-04T04:57:19Z"),
+            at("2026-12-04T04:57:19.999999999Z")
+        );
+        // ejabberd: microseconds.
+        assert_eq!(
+            stamp("2026-12-04T04:57:19.130000Z"),
+            at("2026-12-04T04:57:19.130000999Z")
+        );
+        assert_eq!(
+            stamp("2026-12-04T04:57:19.5Z"),
+            at("2026-12-04T04:57:19.599999999Z")
+        );
+        assert_eq!(
+            stamp("2026-12-04T04:57:19.123456789Z"),
+            at("2026-12-04T04:57:19.123456789Z")
+        );
+        // An offset is kept apart from the fraction.
+        assert_eq!(
+            stamp("2026-12-04T05:57:19+01:00"),
+            at("2026-12-04T04:57:19.999999999Z")
+        );
+        // More digits than nanoseconds: nothing is added.
+        assert_eq!(
+            stamp("2026-12-04T04:57:19.1234567891Z"),
+            at("2026-12-04T04:57:19.123456789Z")
+        );
     }
 
     #[test]

@@ -163,6 +163,63 @@ fn a_device_offline_across_several_trust_messages_catches_up_from_the_archive() 
     );
 }
 
+/// Prosody stamps what it stores in whole seconds. A device that catches up
+/// must still keep the order of two opposite decisions made in the same
+/// second: A1 distrusts B1, A2 authenticates B1 again 40 ms later, and A3,
+/// offline meanwhile, ends as A2 decided last (CI saw A3 keep the distrust
+/// when both decision times were bounded by the start of the second).
+#[test]
+fn a_device_catching_up_keeps_the_order_of_decisions_made_in_the_same_second() {
+    let mut router = Router::new();
+    router.whole_second_stamps = true;
+    let a1 = router.add("A1", "alice@example.org");
+    let a2 = router.add("A2", "alice@example.org");
+    let a3 = router.add("A3", "alice@example.org");
+    let b1 = router.add("B1", "bob@example.com");
+    router.all_contacts();
+    router.start_all();
+    for (at, of) in [(a1, a2), (a2, a1), (a1, a3), (a3, a1), (a1, b1), (b1, a1)] {
+        router.scan(at, of);
+    }
+    for at in [a1, a2, a3] {
+        assert_eq!(router.level(at, b1), Some(TrustLevel::Authenticated));
+    }
+    router.disconnect(a3);
+    // Both decisions fall in one second, at .100 and .140 or so.
+    router.now = "2026-12-01T11:00:00.100Z".parse().unwrap();
+    let bob = router.nodes[b1].core_jid.to_string();
+    let fingerprint = router.nodes[b1].core().fingerprint();
+    let now = router.tick();
+    router.nodes[a1]
+        .core()
+        .distrust(&bob, &fingerprint, now)
+        .unwrap();
+    router.pump();
+    assert_eq!(router.level(a2, b1), Some(TrustLevel::ManuallyDistrusted));
+    let now = router.tick();
+    router.nodes[a2]
+        .core()
+        .authenticate(&bob, &fingerprint, now)
+        .unwrap();
+    router.pump();
+    assert!(
+        router.now
+            < "2026-12-01T11:00:01Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+    );
+    router.connect(a3);
+    router.pump();
+    for at in [a1, a2, a3] {
+        assert_eq!(
+            router.level(at, b1),
+            Some(TrustLevel::Authenticated),
+            "{}",
+            router.nodes[at].name
+        );
+    }
+}
+
 #[test]
 fn an_account_entirely_offline_gets_messages_from_offline_storage_and_the_archive_once() {
     let mut router = Router::new();

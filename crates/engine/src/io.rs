@@ -91,7 +91,9 @@ pub struct Received {
     /// When it was sent as the receiver knows it (XEP-0420 §Affix Elements:
     /// "the sending time derived from the stanza"): the time of receipt for a
     /// live stanza, the server's delay or archive stamp for an offline or
-    /// archived one. The SCE time must lie within
+    /// archived one, taken as the last instant its precision covers (a stamp
+    /// in whole seconds stands for the end of its second, or two decisions
+    /// made in that second would tie). The SCE time must lie within
     /// [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW) of it, and no decision the
     /// message carries counts as made later than it.
     pub stamp: DateTime<Utc>,

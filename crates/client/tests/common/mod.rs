@@ -64,6 +64,9 @@ pub struct Router {
     archive_times: HashMap<String, DateTime<Utc>>,
     /// Behave like ejabberd 23.01: refuse publish-options with max_items.
     pub refuse_max_items: bool,
+    /// Delay and archive stamps in whole seconds, as Prosody writes them
+    /// (false: to the nanosecond).
+    pub whole_second_stamps: bool,
     counter: u64,
     pub now: DateTime<Utc>,
     /// Message stanzas delivered to clients (direct, carbons, reflections).
@@ -97,6 +100,7 @@ impl Router {
             archive: HashMap::new(),
             archive_times: HashMap::new(),
             refuse_max_items: false,
+            whole_second_stamps: false,
             counter: 0,
             now: "2026-12-01T10:00:00Z".parse().unwrap(),
             delivered_messages: 0,
@@ -190,6 +194,16 @@ impl Router {
         );
         self.nodes[node].core = Some(self.open(&name, &jid));
         self.connect(node);
+    }
+
+    /// A server's stamp of `time` (XEP-0082).
+    fn stamp(&self, time: DateTime<Utc>) -> String {
+        let format = if self.whole_second_stamps {
+            chrono::SecondsFormat::Secs
+        } else {
+            chrono::SecondsFormat::Nanos
+        };
+        time.to_rfc3339_opts(format, true)
     }
 
     fn next_id(&mut self) -> String {
@@ -356,7 +370,7 @@ impl Router {
             delayed.append_child(
                 Element::builder("delay", ns::NS_DELAY)
                     .attr(nc("from"), target.domain().as_str())
-                    .attr(nc("stamp"), self.now.to_rfc3339())
+                    .attr(nc("stamp"), self.stamp(self.now))
                     .build(),
             );
             self.offline
@@ -550,7 +564,7 @@ impl Router {
                             Element::builder("forwarded", ns::NS_FORWARD)
                                 .append(
                                     Element::builder("delay", ns::NS_DELAY)
-                                        .attr(nc("stamp"), self.archive_times[id].to_rfc3339())
+                                        .attr(nc("stamp"), self.stamp(self.archive_times[id]))
                                         .build(),
                                 )
                                 .append(message.clone())
