@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::error::StoreError;
+use crate::omemo::AccountCache;
 
 /// `PRAGMA application_id` of our files: "ATM1".
 pub const APPLICATION_ID: i64 = 0x4154_4D31;
@@ -69,6 +70,9 @@ pub enum Durability {
 pub struct Database {
     pub(crate) connection: Connection,
     pub(crate) path: PathBuf,
+    /// The OMEMO account last read or written through this connection, used
+    /// only while the stored bytes are the same ([`crate::omemo`]).
+    pub(crate) account_cache: AccountCache,
 }
 
 impl Database {
@@ -110,7 +114,11 @@ impl Database {
         // Batched upserts prepare one statement per batch size and table:
         // keep them all (the default cache holds 16).
         connection.set_prepared_statement_cache_capacity(256);
-        let mut database = Self { connection, path };
+        let mut database = Self {
+            connection,
+            path,
+            account_cache: AccountCache::default(),
+        };
         let fail = |error| StoreError::sqlite(&database.path, error);
         database
             .connection

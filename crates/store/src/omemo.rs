@@ -5,7 +5,20 @@
 //! advanced session, the account without its used prekey and the decrypted data
 //! as a pending message together, which is step 2 of atm-omemo's
 //! "decrypt, persist, act" ([`atm_omemo::crypto::store`]).
+//!
+//! # The account cache
+//!
+//! Parsing the account derives the public half of every prekey (about 120
+//! X25519 scalar multiplications, ≈ 7 ms on the development VM), and a device
+//! reads its account several times per message. The connection therefore
+//! keeps the account it last read or wrote ([`AccountCache`]) together with
+//! the exact state bytes, and [`load_account`] still reads the stored bytes
+//! at every call: the cached account is returned only if they are identical.
+//! The file stays the only truth: a rolled-back unit of work, a failed
+//! savepoint, another connection's write or a crash can make the cache
+//! differ from the file, and then it is simply not used.
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use atm_omemo::crypto::{
@@ -95,15 +108,58 @@ fn write_session(
     Ok(())
 }
 
-fn write_account(connection: &rusqlite::Connection, account: &Account) -> rusqlite::Result<()> {
-    let state = account.to_bytes();
+fn write_account(connection: &rusqlite::Connection, state: &[u8]) -> rusqlite::Result<()> {
     connection
         .prepare_cached(
             "INSERT INTO omemo_account (id, state) VALUES (1, ?1) \
              ON CONFLICT (id) DO UPDATE SET state = excluded.state",
         )?
-        .execute(params![state.as_slice()])?;
+        .execute(params![state])?;
     Ok(())
+}
+
+/// The account last read or written through one connection, with the state
+/// bytes it was parsed from or serialized to (see the module documentation).
+/// Its secrets are zeroized when it is replaced or dropped.
+#[derive(Default)]
+pub(crate) struct AccountCache(RefCell<Option<CachedAccount>>);
+
+struct CachedAccount {
+    state: Zeroizing<Vec<u8>>,
+    account: Account,
+}
+
+impl AccountCache {
+    /// The cached account if it was parsed from (or serialized to) exactly
+    /// `state`.
+    fn get(&self, state: &[u8]) -> Option<Account> {
+        self.0
+            .borrow()
+            .as_ref()
+            .filter(|cached| cached.state.as_slice() == state)
+            .map(|cached| cached.account.clone())
+    }
+
+    fn set(&self, state: Zeroizing<Vec<u8>>, account: &Account) {
+        *self.0.borrow_mut() = Some(CachedAccount {
+            state,
+            account: account.clone(),
+        });
+    }
+
+    fn clear(&self) {
+        self.0.borrow_mut().take();
+    }
+}
+
+impl std::fmt::Debug for AccountCache {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cached = self.0.borrow();
+        formatter
+            .debug_tuple("AccountCache")
+            .field(&cached.as_ref().map(|cached| &cached.account))
+            .finish()
+    }
 }
 
 impl SessionStore for SqliteSessionStore {
@@ -161,13 +217,25 @@ pub(crate) fn load_account(database: &Database) -> Result<Option<Account>, Store
                 .optional()
         })
         .map_err(|error| database.error(error))?;
-    state
-        .map(|bytes| Account::from_bytes(&bytes).map_err(|error| state_error(database, error)))
-        .transpose()
+    let Some(state) = state else {
+        database.account_cache.clear();
+        return Ok(None);
+    };
+    if let Some(account) = database.account_cache.get(&state) {
+        return Ok(Some(account));
+    }
+    let account = Account::from_bytes(&state).map_err(|error| state_error(database, error))?;
+    database.account_cache.set(state, &account);
+    Ok(Some(account))
 }
 
 pub(crate) fn store_account(database: &Database, account: &Account) -> Result<(), StoreError> {
-    write_account(&database.connection, account).map_err(|error| database.error(error))
+    let state = account.to_bytes();
+    write_account(&database.connection, &state).map_err(|error| database.error(error))?;
+    // Whether this write stays (the unit of work may still roll back) is
+    // checked at the next load, against the stored bytes.
+    database.account_cache.set(state, account);
+    Ok(())
 }
 
 pub(crate) fn load_session(
@@ -223,8 +291,9 @@ pub(crate) fn commit_received(
     // work of [`crate::EndpointStore`]).
     let transaction = database.connection.savepoint().map_err(fail)?;
     write_session(&transaction, peer, session).map_err(fail)?;
-    if let Some(account) = account {
-        write_account(&transaction, account).map_err(fail)?;
+    let account_state = account.map(|account| (account.to_bytes(), account));
+    if let Some((state, _)) = &account_state {
+        write_account(&transaction, state).map_err(fail)?;
     }
     transaction
         .prepare_cached(
@@ -242,6 +311,9 @@ pub(crate) fn commit_received(
         .map_err(fail)?;
     let id = transaction.last_insert_rowid();
     transaction.commit().map_err(fail)?;
+    if let Some((state, account)) = account_state {
+        database.account_cache.set(state, account);
+    }
     u64::try_from(id).map_err(|_| StoreError::InvalidRecord {
         path,
         table: "omemo_pending_message",

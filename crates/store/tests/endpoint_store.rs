@@ -167,3 +167,89 @@ fn old_deduplication_keys_are_pruned() {
     assert!(store.any_processed(&["new".to_owned()]).unwrap());
     assert_eq!(store.processed_count().unwrap(), 1);
 }
+
+/// Makes every insert of a pending message fail (through another
+/// connection), as a full disk would in the middle of `commit_received`.
+fn break_pending_inserts(path: &std::path::Path) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER fail_pending BEFORE INSERT ON omemo_pending_message \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+}
+
+#[test]
+fn the_account_after_a_rollback_or_a_failed_savepoint_is_the_stored_one() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("endpoint.sqlite");
+    let mut rng = DeterministicRandom::new([2; 32]);
+    let stored = Account::generate(DateTime::UNIX_EPOCH, &mut rng).unwrap();
+    let mut store = open(&path);
+    store.sessions().store_account(&stored).unwrap();
+
+    // A unit reads the account, writes a changed one, reads that back, and
+    // is rolled back: the next read gives the stored account again.
+    store.begin().unwrap();
+    let mut changed = store.sessions().load_account().unwrap().unwrap();
+    assert_eq!(changed.to_bytes(), stored.to_bytes());
+    assert!(changed.remove_prekey(1));
+    changed.replenish_prekeys(&mut rng).unwrap();
+    store.sessions().store_account(&changed).unwrap();
+    assert_eq!(
+        store.sessions().load_account().unwrap().unwrap().to_bytes(),
+        changed.to_bytes()
+    );
+    store.rollback().unwrap();
+    assert_eq!(
+        store.sessions().load_account().unwrap().unwrap().to_bytes(),
+        stored.to_bytes()
+    );
+
+    // `commit_received` writes the changed account, then fails: its
+    // savepoint is rolled back inside the unit, and so is the account.
+    let remote = Account::generate(DateTime::UNIX_EPOCH, &mut rng).unwrap();
+    let session = Session::initiate(remote.identity(), &stored.bundle(), &mut rng).unwrap();
+    let peer = DeviceAddress {
+        jid: "bob@example.com".parse().unwrap(),
+        device_id: 7,
+    };
+    break_pending_inserts(&path);
+    store.begin().unwrap();
+    assert!(store
+        .sessions()
+        .commit_received(&peer, &session, Some(&changed), b"x")
+        .is_err());
+    assert_eq!(
+        store.sessions().load_account().unwrap().unwrap().to_bytes(),
+        stored.to_bytes()
+    );
+    store.commit().unwrap();
+    drop(store);
+    let mut store = open(&path);
+    assert_eq!(
+        store.sessions().load_account().unwrap().unwrap().to_bytes(),
+        stored.to_bytes()
+    );
+}
+
+#[test]
+fn an_account_written_through_another_connection_is_read_from_the_file() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("endpoint.sqlite");
+    let mut rng = DeterministicRandom::new([3; 32]);
+    let first = Account::generate(DateTime::UNIX_EPOCH, &mut rng).unwrap();
+    let second = Account::generate(DateTime::UNIX_EPOCH, &mut rng).unwrap();
+    let mut store = open(&path);
+    store.sessions().store_account(&first).unwrap();
+    assert_eq!(
+        store.sessions().load_account().unwrap().unwrap().to_bytes(),
+        first.to_bytes()
+    );
+    open(&path).sessions().store_account(&second).unwrap();
+    assert_eq!(
+        store.sessions().load_account().unwrap().unwrap().to_bytes(),
+        second.to_bytes()
+    );
+}
