@@ -453,10 +453,24 @@ struct Figures {
 
 fn summarize(net: &Net, server: &Server, figures: &mut Figures) {
     let lines = read_counts(server);
+    // Everything the server handed to clients, by stanza and kind (PEP
+    // notifications split at 2,000 bytes: bundles are larger, device lists
+    // smaller), printed after the run.
+    let mut out_by_kind: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for line in &lines {
         if line.out {
             figures.all_out += 1;
             figures.all_out_bytes += line.bytes;
+            let kind = match line.kind.as_str() {
+                "pep" if line.bytes >= 2000 => "pep>=2000B",
+                "pep" => "pep<2000B",
+                other => other,
+            };
+            let entry = out_by_kind
+                .entry(format!("{} {kind} {}", line.stanza, line.omemo))
+                .or_default();
+            entry.0 += 1;
+            entry.1 += line.bytes;
         }
         if line.stanza != "message" || line.omemo != "payload" {
             continue;
@@ -502,6 +516,9 @@ fn summarize(net: &Net, server: &Server, figures: &mut Figures) {
     }
     figures.tally = tally;
     figures.authenticated_pairs = net.authenticated_pairs();
+    for (kind, (count, bytes)) in &out_by_kind {
+        eprintln!("to clients: {kind}: {count} stanzas, {bytes} B");
+    }
 }
 
 fn jid(text: &str) -> BareJid {

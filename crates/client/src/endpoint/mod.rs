@@ -371,7 +371,17 @@ impl Endpoint {
         self.fetch_device_list(jid);
     }
 
+    /// Asks for a bundle, unless a request for it is already waiting for
+    /// its answer (a device list that arrives again before the bundle —
+    /// each new device of an account republishes the list — would
+    /// otherwise fetch the same bundle once per copy).
     fn fetch_bundle(&mut self, jid: &BareJid, device_id: u32) {
+        let waiting = self.requests.values().any(|request| {
+            matches!(request, Request::Bundle(owner, id) if owner == jid && *id == device_id)
+        });
+        if waiting {
+            return;
+        }
         self.request(
             Some(jid),
             "get",
