@@ -16,6 +16,7 @@
 //! separate threads ([`ServerChoice::Remote`] gives each run its own account
 //! names).
 
+mod qxmpp;
 mod runner;
 
-pub use runner::{refusal, run, LiveError, LiveOptions, LiveOutcome, ServerChoice};
+pub use runner::{refusal, refusal_with, run, LiveError, LiveOptions, LiveOutcome, ServerChoice};
