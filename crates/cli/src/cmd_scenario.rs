@@ -101,7 +101,14 @@ pub fn run(cmd: ScenarioCommand) -> Result<()> {
                         .filter(|p| !p.is_empty())
                         .map(PathBuf::from)
                 });
-                execute_live(&file, json, store, server.as_deref(), ca.as_deref(), qxmpp_peer)
+                execute_live(
+                    &file,
+                    json,
+                    store,
+                    server.as_deref(),
+                    ca.as_deref(),
+                    qxmpp_peer,
+                )
             }
         }
     };

@@ -999,10 +999,7 @@ impl<'a> Live<'a> {
                 .copied()
                 .unwrap_or(0);
             for seq in seqs.into_iter().skip(have) {
-                missing.push(format!(
-                    "message #{seq} not yet at {}",
-                    self.nodes[r].name
-                ));
+                missing.push(format!("message #{seq} not yet at {}", self.nodes[r].name));
             }
         }
         let mut unreported = Vec::new();
@@ -1425,7 +1422,12 @@ impl<'a> Live<'a> {
             let own = (self.nodes[by].jid.clone(), self.nodes[by].key.clone());
             let not_own = |k: &KeyId| (uri.jid.clone(), Some(k.clone())) != own;
             let trust: Vec<KeyId> = uri.trust.iter().filter(|k| not_own(k)).cloned().collect();
-            let distrust: Vec<KeyId> = uri.distrust.iter().filter(|k| not_own(k)).cloned().collect();
+            let distrust: Vec<KeyId> = uri
+                .distrust
+                .iter()
+                .filter(|k| not_own(k))
+                .cloned()
+                .collect();
             if trust.is_empty() && distrust.is_empty() {
                 return Ok(());
             }
@@ -1759,8 +1761,7 @@ impl Live<'_> {
 
     async fn command(&mut self, i: usize, command: Value, what: &str) -> Result<Value, String> {
         let name = self.nodes[i].name.clone();
-        let qx = self
-            .nodes[i]
+        let qx = self.nodes[i]
             .qx()
             .ok_or_else(|| format!("{name} is not a QXmpp endpoint"))?;
         let id = qx.peer.send(command)?;
@@ -1833,7 +1834,11 @@ impl Live<'_> {
             let Some(qx) = self.nodes[b].qx() else {
                 continue;
             };
-            if jids.is_empty() || qx.asked.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+            if jids.is_empty()
+                || qx
+                    .asked
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+            {
                 continue;
             }
             qx.asked = Some(Instant::now());
@@ -1990,8 +1995,9 @@ impl Live<'_> {
     fn qx_trust_changed(&mut self, i: usize, event: &Value) {
         let name = self.nodes[i].name.clone();
         let Some((owner, key, level)) = key_level(event) else {
-            self.lines
-                .push(format!("  {name} (QXmpp): unreadable trust_changed {event}"));
+            self.lines.push(format!(
+                "  {name} (QXmpp): unreadable trust_changed {event}"
+            ));
             return;
         };
         let own = self.nodes[i].jid == owner && self.nodes[i].key.as_ref() == Some(&key);
@@ -2067,7 +2073,10 @@ fn qxmpp_trust_message_xml(event: &Value) -> Option<String> {
     Some(
         TrustMessage {
             usage: event["usage"].as_str()?.parse::<Usage>().ok()?,
-            encryption: event["tm_encryption"].as_str()?.parse::<Encryption>().ok()?,
+            encryption: event["tm_encryption"]
+                .as_str()?
+                .parse::<Encryption>()
+                .ok()?,
             key_owners,
         }
         .to_xml(),
