@@ -1953,7 +1953,7 @@ impl Live<'_> {
                 self.counts.trust_messages_sent += 1;
                 let to: Vec<usize> = to.into_iter().collect();
                 self.lines.push(format!(
-                    "  message #{seq} {name} (QXmpp) -> {} (to {}; its content as a QXmpp recipient read it)",
+                    "  message #{seq} {name} (QXmpp) -> {} (a <message> to {})",
                     to.iter()
                         .map(|&j| self.nodes[j].name.clone())
                         .collect::<Vec<_>>()
