@@ -666,7 +666,7 @@ impl<'a> Live<'a> {
             if missing.is_empty() {
                 return Ok(());
             }
-            self.ask_device_lists(by, of)?;
+            self.ask_device_lists(by, of).await?;
             if Instant::now() >= deadline {
                 return Err(format!(
                     "keys not learned within {:?}: {}",
@@ -1819,8 +1819,9 @@ impl Live<'_> {
     /// QXmpp learns devices only through device-list subscriptions, and a
     /// subscription made before the other account published fails for
     /// good: every 5 s, each QXmpp endpoint of `by` that misses a key of
-    /// `of` subscribes to those accounts' device lists again.
-    fn ask_device_lists(&mut self, by: &[usize], of: &[usize]) -> Result<(), String> {
+    /// `of` subscribes to those accounts' device lists again, and its
+    /// trust storage is read.
+    async fn ask_device_lists(&mut self, by: &[usize], of: &[usize]) -> Result<(), String> {
         for &b in by {
             if !self.nodes[b].is_qxmpp() {
                 continue;
@@ -1844,6 +1845,13 @@ impl Live<'_> {
             qx.asked = Some(Instant::now());
             qx.peer
                 .send_unattended(json!({"cmd": "subscribe_devices", "jids": jids}))?;
+            // Keys QXmpp learned without a `trust_changed` event (if its
+            // policy stores them so) come from its trust storage.
+            for (owner, key, level) in self.qx_keys(b).await? {
+                if let Some(qx) = self.nodes[b].qx() {
+                    qx.levels.entry((owner, key)).or_insert(level);
+                }
+            }
         }
         Ok(())
     }
@@ -1906,6 +1914,10 @@ impl Live<'_> {
                 let count = qx.received.entry(sender).or_default();
                 *count += 1;
                 let nth = *count - 1;
+                // A late one the settling had stopped waiting for.
+                if let Some(excused) = self.excused.get_mut(&(i, sender)) {
+                    *excused = excused.saturating_sub(1);
+                }
                 let Some(m) = self.nth_message_to(i, nth, |m| m.from == sender) else {
                     self.lines.push(format!(
                         "  {name} receives a trust message from {}",
