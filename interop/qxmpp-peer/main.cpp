@@ -196,6 +196,8 @@ private:
             doDecide(id, cmd, true);
         } else if (name == QLatin1String("distrust")) {
             doDecide(id, cmd, false);
+        } else if (name == QLatin1String("decide")) {
+            doDecideBoth(id, cmd);
         } else if (name == QLatin1String("send_chat")) {
             doSendChat(id, cmd);
         } else if (name == QLatin1String("subscribe_presence")) {
@@ -345,8 +347,15 @@ private:
                     { QStringLiteral("key_hex"), QString::fromLatin1(key.toHex()) },
                     { QStringLiteral("key_b64"), QString::fromLatin1(key.toBase64()) },
                 };
-                event(QStringLiteral("ready"), o);
-                reply(m_connectId, true, o);
+                // The own device id, from the storage this peer owns (the
+                // manager's public API does not expose it).
+                m_omemoStorage->allData().then(this, [this, o](QXmppOmemoStorage::OmemoData &&data) mutable {
+                    if (data.ownDevice) {
+                        o.insert(QStringLiteral("device_id"), qint64(data.ownDevice->id));
+                    }
+                    event(QStringLiteral("ready"), o);
+                    reply(m_connectId, true, o);
+                });
             });
         });
     }
@@ -416,6 +425,26 @@ private:
         auto task = authenticate ? m_atm->makeTrustDecisions(NS_OMEMO2, jid, keys, {})
                                  : m_atm->makeTrustDecisions(NS_OMEMO2, jid, {}, keys);
         task.then(this, [id]() { reply(id, true); });
+    }
+
+    // A scanned Trust Message URI: one makeTrustDecisions() call with the
+    // keys to authenticate and those to distrust, as Kaidan makes it.
+    void doDecideBoth(const QJsonValue &id, const QJsonObject &cmd)
+    {
+        const auto jid = cmd.value(QStringLiteral("jid")).toString();
+        QList<QByteArray> trust;
+        QList<QByteArray> distrust;
+        for (const auto &v : cmd.value(QStringLiteral("trust_hex")).toArray()) {
+            trust.append(QByteArray::fromHex(v.toString().toLatin1()));
+        }
+        for (const auto &v : cmd.value(QStringLiteral("distrust_hex")).toArray()) {
+            distrust.append(QByteArray::fromHex(v.toString().toLatin1()));
+        }
+        if (jid.isEmpty() || (trust.isEmpty() && distrust.isEmpty())) {
+            fail(id, QStringLiteral("need jid and trust_hex or distrust_hex"));
+            return;
+        }
+        m_atm->makeTrustDecisions(NS_OMEMO2, jid, trust, distrust).then(this, [id]() { reply(id, true); });
     }
 
     void doSendChat(const QJsonValue &id, const QJsonObject &cmd)

@@ -1,5 +1,6 @@
 //! `atm scenario run FILE [--json] [--store DIR] [--transport sim|xmpp]
-//! [--server prosody|ejabberd|HOST:PORT] [--ca FILE]`: play a scenario
+//! [--server prosody|ejabberd|HOST:PORT] [--ca FILE] [--qxmpp-peer PATH]`:
+//! play a scenario
 //! (`shared/design/scenario-format.md`) on the in-process network or with
 //! live endpoints on a real XMPP server (`docs/live-scenarios.md`). Exit 0
 //! when every expectation held, 1 when one failed, 2 when the file is
@@ -43,6 +44,11 @@ pub enum ScenarioCommand {
         /// the server's certificate.
         #[arg(long)]
         ca: Option<PathBuf>,
+        /// With `--transport xmpp`: the QXmpp peer binary
+        /// (`interop/qxmpp-peer`) that plays the endpoints marked
+        /// `"implementation": "qxmpp"` (default: `$ATM_QXMPP_PEER`).
+        #[arg(long)]
+        qxmpp_peer: Option<PathBuf>,
     },
 }
 
@@ -72,12 +78,13 @@ pub fn run(cmd: ScenarioCommand) -> Result<()> {
         transport,
         server,
         ca,
+        qxmpp_peer,
     } = cmd;
     let result = match transport {
         TransportArg::Sim => {
-            if server.is_some() || ca.is_some() {
+            if server.is_some() || ca.is_some() || qxmpp_peer.is_some() {
                 Err(Invalid(
-                    "--server and --ca apply only to --transport xmpp".into(),
+                    "--server, --ca and --qxmpp-peer apply only to --transport xmpp".into(),
                 ))
             } else {
                 execute(&file, json, store.as_deref(), crypto.is_some())
@@ -89,7 +96,19 @@ pub fn run(cmd: ScenarioCommand) -> Result<()> {
                     "--crypto applies only to --transport sim (over XMPP every trust message is OMEMO 2 encrypted)".into(),
                 ))
             } else {
-                execute_live(&file, json, store, server.as_deref(), ca.as_deref())
+                let qxmpp_peer = qxmpp_peer.or_else(|| {
+                    std::env::var_os("ATM_QXMPP_PEER")
+                        .filter(|p| !p.is_empty())
+                        .map(PathBuf::from)
+                });
+                execute_live(
+                    &file,
+                    json,
+                    store,
+                    server.as_deref(),
+                    ca.as_deref(),
+                    qxmpp_peer,
+                )
             }
         }
     };
@@ -111,6 +130,7 @@ fn execute_live(
     store: Option<PathBuf>,
     server: Option<&str>,
     ca: Option<&Path>,
+    qxmpp_peer: Option<PathBuf>,
 ) -> Result<bool, Invalid> {
     let scenario = read(file)?;
     // Refused before anything runs.
@@ -120,6 +140,10 @@ fn execute_live(
     let server = atm_live::ServerChoice::parse(server.unwrap_or("prosody"), ca).map_err(Invalid)?;
     let mut options = atm_live::LiveOptions::new(server);
     options.store = store;
+    options.qxmpp_peer = qxmpp_peer;
+    if let Some(reason) = atm_live::refusal_with(&scenario, &options) {
+        return Err(Invalid(reason));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

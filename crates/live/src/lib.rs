@@ -6,6 +6,10 @@
 //! loopback ([`atm_xmpp_server`]) and stopped at the end, or a server at
 //! `HOST:PORT` on which the accounts are created by in-band registration.
 //!
+//! Endpoints marked `"implementation": "qxmpp"` (mixed scenarios) are
+//! QXmpp peer processes (`interop/qxmpp-peer`, [`LiveOptions::qxmpp_peer`])
+//! on the same server.
+//!
 //! The output (JSON object and timeline), the counters and the failures are
 //! those of the `sim` transport; `docs/live-scenarios.md` says what every
 //! step becomes on the wire, what is refused and when the network counts
@@ -16,6 +20,7 @@
 //! separate threads ([`ServerChoice::Remote`] gives each run its own account
 //! names).
 
+mod qxmpp;
 mod runner;
 
-pub use runner::{refusal, run, LiveError, LiveOptions, LiveOutcome, ServerChoice};
+pub use runner::{refusal, refusal_with, run, LiveError, LiveOptions, LiveOutcome, ServerChoice};

@@ -9,14 +9,16 @@ use std::time::{Duration, Instant};
 use atm_client::{DeviceLearning, Endpoint, Event, Options, OsRandom, SecureRandom, Traffic};
 use atm_endpoint::{Driver, Settings};
 use atm_engine::{Cause, DecisionTimes, KeyId, KeyMode, Policy, TrustLevel, TrustMessage};
-use atm_sim::scenario::{ExpectedLevel, Order, Scenario, Step, COUNTERS};
+use atm_sim::scenario::{ExpectedLevel, Implementation, Order, Scenario, Step, COUNTERS};
 use atm_sim::Counts;
 use atm_store::Durability;
-use atm_tm::{BareJid, Encryption, TrustUri};
+use atm_tm::{BareJid, Encryption, KeyOwner, TrustUri, Usage};
 use atm_xmpp_server::client_tls::{register_in_band, TestCaConnector};
 use atm_xmpp_server::{Kind, Server};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+
+use crate::qxmpp::Peer;
 
 /// Which server the scenario is played on.
 #[derive(Debug, Clone)]
@@ -86,6 +88,18 @@ pub struct LiveOptions {
     /// (their trust messages may be in flight), then wait until every
     /// online endpoint has reconnected.
     pub restart_server_after: Vec<usize>,
+    /// The QXmpp peer binary (`interop/qxmpp-peer`) that plays the
+    /// endpoints with `"implementation": "qxmpp"`; without it such a
+    /// scenario is refused.
+    pub qxmpp_peer: Option<PathBuf>,
+    /// The quiet period when QXmpp endpoints take part (QXmpp works
+    /// through asynchronous tasks; default 1 s).
+    pub qxmpp_quiet: Duration,
+    /// How long the network may stay quiet while a trust message sent to
+    /// a QXmpp endpoint has not produced its `trust_message` event (QXmpp
+    /// may be unable to read it) before the step counts as settled
+    /// anyway, with a timeline line naming it (default 5 s).
+    pub qxmpp_grace: Duration,
 }
 
 impl LiveOptions {
@@ -97,6 +111,9 @@ impl LiveOptions {
             settle_limit: Duration::from_secs(90),
             quiet: Duration::from_millis(300),
             restart_server_after: Vec::new(),
+            qxmpp_peer: None,
+            qxmpp_quiet: Duration::from_secs(1),
+            qxmpp_grace: Duration::from_secs(5),
         }
     }
 }
@@ -160,6 +177,76 @@ pub fn refusal(scenario: &Scenario) -> Option<String> {
             "steps[{index}].{kind}: cannot happen on a real network (--transport xmpp plays no {kind} steps)"
         ));
     }
+    qxmpp_refusal(scenario)
+}
+
+/// What a scenario with QXmpp endpoints asks that the QXmpp peer cannot do
+/// (`docs/live-scenarios.md`, "Mixed scenarios").
+fn qxmpp_refusal(scenario: &Scenario) -> Option<String> {
+    let qxmpp: HashSet<&str> = scenario
+        .endpoints
+        .iter()
+        .filter(|e| e.implementation == Implementation::Qxmpp)
+        .map(|e| e.name.as_str())
+        .collect();
+    if qxmpp.is_empty() {
+        return None;
+    }
+    for (index, e) in scenario.endpoints.iter().enumerate() {
+        if e.implementation == Implementation::Qxmpp && e.joins_later {
+            return Some(format!(
+                "endpoints[{index}].joins_later: {} is a QXmpp endpoint, and a scenario with QXmpp endpoints has no join steps (QXmpp learns every device a followed device list names at once)",
+                e.name
+            ));
+        }
+    }
+    for (index, step) in scenario.steps.iter().enumerate() {
+        let reason = match step {
+            Step::Join(e) => format!(
+                "steps[{index}].join: not in a scenario with QXmpp endpoints: QXmpp learns every device that a followed device list names at once, so the QXmpp endpoints would know {e:?} before any fetch"
+            ),
+            Step::Restart(e) if qxmpp.contains(e.as_str()) => format!(
+                "steps[{index}].restart: {e:?} is a QXmpp endpoint, and the QXmpp peer keeps its state in memory only: a restart would lose it"
+            ),
+            Step::Offline(e) | Step::Online { endpoint: e, .. } if qxmpp.contains(e.as_str()) => {
+                let kind = if matches!(step, Step::Offline(_)) { "offline" } else { "online" };
+                format!(
+                    "steps[{index}].{kind}: {e:?} is a QXmpp endpoint, and the QXmpp peer cannot disconnect and come back with what was kept for it (it does no archive catch-up)"
+                )
+            }
+            _ => continue,
+        };
+        return Some(reason);
+    }
+    None
+}
+
+/// [`refusal`], and what `options` cannot do for `scenario`: QXmpp
+/// endpoints without a peer binary (`--qxmpp-peer`), a peer path that is
+/// no file, server restarts with QXmpp endpoints.
+pub fn refusal_with(scenario: &Scenario, options: &LiveOptions) -> Option<String> {
+    if let Some(reason) = refusal(scenario) {
+        return Some(reason);
+    }
+    let (index, endpoint) = scenario.first_foreign_endpoint()?;
+    let Some(peer) = &options.qxmpp_peer else {
+        return Some(format!(
+            "endpoints[{index}].implementation: {:?} ({}) needs the QXmpp peer of interop/qxmpp-peer: give --qxmpp-peer PATH or set ATM_QXMPP_PEER",
+            endpoint.implementation.as_str(),
+            endpoint.name
+        ));
+    };
+    if !peer.is_file() {
+        return Some(format!(
+            "--qxmpp-peer {}: no such file (the QXmpp peer binary, see docs/interop.md)",
+            peer.display()
+        ));
+    }
+    if !options.restart_server_after.is_empty() {
+        return Some(
+            "restarting the server is not played with QXmpp endpoints (the QXmpp peer does not reconnect)".into(),
+        );
+    }
     None
 }
 
@@ -168,6 +255,8 @@ enum Link {
     Absent,
     Online(Box<Driver>),
     Offline(Box<Endpoint>),
+    /// A QXmpp endpoint (always online).
+    Qxmpp(Box<Qx>),
     /// Transient, while being connected or restarted.
     Moving,
 }
@@ -184,6 +273,23 @@ struct Node {
     deferred: Vec<(BareJid, u32)>,
     /// (sender account, stanza id) of every OMEMO message that arrived.
     arrived: HashSet<(BareJid, String)>,
+    /// Trust messages without a stanza id (QXmpp writes none) read, by
+    /// sender account.
+    arrived_without_id: HashMap<BareJid, usize>,
+}
+
+/// A QXmpp endpoint's peer process and what the runner learned from it.
+struct Qx {
+    peer: Peer,
+    /// (owner, key) -> level, from its `trust_changed` events.
+    levels: HashMap<(BareJid, KeyId), TrustLevel>,
+    /// Keys of a manual decision whose new level has not been reported
+    /// yet: `true` to authenticate, `false` to distrust.
+    manual: HashMap<(BareJid, KeyId), bool>,
+    /// `trust_message` events (decrypted trust messages), by sender node.
+    received: HashMap<usize, usize>,
+    /// When it last asked for the device lists of the keys it misses.
+    asked: Option<Instant>,
 }
 
 impl Node {
@@ -191,14 +297,27 @@ impl Node {
         match &mut self.link {
             Link::Online(driver) => Ok(driver.core()),
             Link::Offline(core) => Ok(core),
+            Link::Qxmpp(_) => Err(format!("{:?} is a QXmpp endpoint", self.name)),
             Link::Absent | Link::Moving => Err(format!("endpoint {:?} has not joined", self.name)),
         }
     }
     fn online(&self) -> bool {
-        matches!(self.link, Link::Online(_))
+        matches!(self.link, Link::Online(_) | Link::Qxmpp(_))
     }
     fn exists(&self) -> bool {
-        matches!(self.link, Link::Online(_) | Link::Offline(_))
+        matches!(
+            self.link,
+            Link::Online(_) | Link::Offline(_) | Link::Qxmpp(_)
+        )
+    }
+    fn qx(&mut self) -> Option<&mut Qx> {
+        match &mut self.link {
+            Link::Qxmpp(qx) => Some(qx),
+            _ => None,
+        }
+    }
+    fn is_qxmpp(&self) -> bool {
+        matches!(self.link, Link::Qxmpp(_))
     }
 }
 
@@ -210,6 +329,10 @@ struct Sent {
     to: Vec<usize>,
     time: DateTime<Utc>,
     xml: String,
+    /// Sent by a QXmpp endpoint: no stanza id; `time` and `xml` are what a
+    /// QXmpp recipient read (until one did: when the runner saw it go out,
+    /// and empty).
+    qxmpp: bool,
 }
 
 struct Live<'a> {
@@ -226,6 +349,13 @@ struct Live<'a> {
     by_id: HashMap<(BareJid, String), usize>,
     /// Lines of the current step.
     lines: Vec<String>,
+    /// Where QXmpp peers connect: the c2s address and the CA (PEM).
+    target: (SocketAddr, PathBuf),
+    /// Whether QXmpp endpoints take part.
+    mixed: bool,
+    /// (QXmpp recipient, sender) -> trust messages the settling stopped
+    /// waiting for (no `trust_message` event within the grace period).
+    excused: HashMap<(usize, usize), usize>,
 }
 
 fn random_hex(bytes: usize) -> Result<String, String> {
@@ -244,7 +374,7 @@ fn random_hex(bytes: usize) -> Result<String, String> {
 /// [`LiveError::Setup`] when the server, the registration or a login failed.
 pub async fn run(scenario: &Scenario, options: &LiveOptions) -> Result<LiveOutcome, LiveError> {
     let started = Instant::now();
-    if let Some(reason) = refusal(scenario) {
+    if let Some(reason) = refusal_with(scenario, options) {
         return Err(LiveError::Refused(reason));
     }
     let temporary = tempfile::Builder::new()
@@ -275,7 +405,7 @@ impl<'a> Live<'a> {
     ) -> Result<Live<'a>, LiveError> {
         let setup = LiveError::Setup;
         let password = random_hex(16).map_err(setup)?;
-        let (server, connector, suffix) = match &options.server {
+        let (server, connector, suffix, target) = match &options.server {
             ServerChoice::Private(kind) => {
                 let domains: BTreeSet<String> = scenario
                     .endpoints
@@ -292,7 +422,8 @@ impl<'a> Live<'a> {
                             setup(format!("the private {kind:?} server did not start: {e}"))
                         })?;
                 let connector = server.connector().map_err(|e| setup(e.to_string()))?;
-                (Some(server), connector, String::new())
+                let target = (server.c2s_addr(), server.ca_pem_path().to_path_buf());
+                (Some(server), connector, String::new(), target)
             }
             ServerChoice::Remote { addr, ca } => {
                 let connector = TestCaConnector::from_ca_file(*addr, ca)
@@ -301,6 +432,7 @@ impl<'a> Live<'a> {
                     None,
                     connector,
                     format!("-{}", random_hex(3).map_err(setup)?),
+                    (*addr, ca.clone()),
                 )
             }
         };
@@ -340,6 +472,7 @@ impl<'a> Live<'a> {
                 device_id: 0,
                 deferred: Vec::new(),
                 arrived: HashSet::new(),
+                arrived_without_id: HashMap::new(),
             });
         }
         let mut live = Live {
@@ -354,12 +487,20 @@ impl<'a> Live<'a> {
             messages: Vec::new(),
             by_id: HashMap::new(),
             lines: Vec::new(),
+            target,
+            mixed: scenario.first_foreign_endpoint().is_some(),
+            excused: HashMap::new(),
         };
         // Every endpoint that exists at the start knows every other's key.
         let starting: Vec<usize> = (0..scenario.endpoints.len())
             .filter(|&i| !scenario.endpoints[i].joins_later)
             .collect();
-        for &i in &starting {
+        // Ours first: a QXmpp peer accepts a presence subscription for
+        // its whole account, after which that account's PEP notifications
+        // reach ours, which refuse them until they follow it.
+        let mut order = starting.clone();
+        order.sort_by_key(|&i| scenario.endpoints[i].implementation == Implementation::Qxmpp);
+        for i in order {
             live.create(i).await.map_err(setup)?;
         }
         live.settle().await.map_err(setup)?;
@@ -416,6 +557,9 @@ impl<'a> Live<'a> {
     /// A new endpoint: its state directory, its policy, online, following
     /// every account of the scenario.
     async fn create(&mut self, i: usize) -> Result<(), String> {
+        if self.scenario.endpoints[i].implementation == Implementation::Qxmpp {
+            return self.create_qxmpp(i).await;
+        }
         let mut core = self.open_core(i)?;
         if self.scenario.policy == Policy::Manual {
             core.set_policy(Policy::Manual, Utc::now())
@@ -449,7 +593,9 @@ impl<'a> Live<'a> {
         if self.nodes[of].key.is_none() {
             return Err(format!("{} has not joined", self.nodes[of].name));
         }
-        if by == of || self.nodes[by].key == self.nodes[of].key {
+        if by == of || self.nodes[by].key == self.nodes[of].key || self.nodes[by].is_qxmpp() {
+            // QXmpp learns devices through device-list subscriptions
+            // (`until_known` asks for the lists it misses).
             return Ok(());
         }
         let (jid, device) = (self.nodes[of].jid.clone(), self.nodes[of].device_id);
@@ -485,6 +631,9 @@ impl<'a> Live<'a> {
             .clone()
             .ok_or_else(|| format!("{} has not joined", self.nodes[of].name))?;
         let owner = self.nodes[of].jid.clone();
+        if let Some(qx) = self.nodes[at].qx() {
+            return Ok(qx.levels.get(&(owner, key)).copied());
+        }
         let keys = self.nodes[at].core()?.keys().map_err(|e| e.to_string())?;
         Ok(keys
             .into_iter()
@@ -517,6 +666,7 @@ impl<'a> Live<'a> {
             if missing.is_empty() {
                 return Ok(());
             }
+            self.ask_device_lists(by, of).await?;
             if Instant::now() >= deadline {
                 return Err(format!(
                     "keys not learned within {:?}: {}",
@@ -533,15 +683,30 @@ impl<'a> Live<'a> {
     /// arrived.
     async fn round(&mut self) -> Result<bool, String> {
         let mut arrived = false;
+        let mut stepped = false;
+        // The peers first: what a QXmpp device sent is then usually known
+        // before one of ours reports it arrived (the timeline names it).
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_qxmpp() {
+                arrived |= self.poll_qxmpp(i)?;
+            }
+        }
         for i in 0..self.nodes.len() {
             let name = self.nodes[i].name.clone();
             if let Link::Online(driver) = &mut self.nodes[i].link {
+                stepped = true;
                 arrived |= driver
                     .step(Duration::from_millis(5))
                     .await
                     .map_err(|e| format!("{name}: {e}"))?;
             }
+            if self.nodes[i].is_qxmpp() {
+                arrived |= self.poll_qxmpp(i)?;
+            }
             self.drain(i);
+        }
+        if !stepped {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(arrived)
     }
@@ -550,6 +715,11 @@ impl<'a> Live<'a> {
     fn drain(&mut self, i: usize) {
         let mut events = Vec::new();
         let mut traffic = Vec::new();
+        if self.nodes[i].is_qxmpp() {
+            // A peer that is gone is reported by the next round.
+            let _ = self.poll_qxmpp(i);
+            return;
+        }
         match &mut self.nodes[i].link {
             Link::Online(driver) => {
                 while let Some(event) = driver.poll_event() {
@@ -563,7 +733,7 @@ impl<'a> Live<'a> {
                 }
                 traffic = core.take_traffic();
             }
-            Link::Absent | Link::Moving => {}
+            Link::Absent | Link::Moving | Link::Qxmpp(_) => {}
         }
         for t in traffic {
             self.traffic(i, t);
@@ -605,6 +775,7 @@ impl<'a> Live<'a> {
                     to,
                     time,
                     xml,
+                    qxmpp: false,
                 };
                 let line = format!(
                     "  message #{seq} {} -> {} at {}: {}",
@@ -625,7 +796,39 @@ impl<'a> Live<'a> {
                 id,
                 trust_message,
             } => {
-                let Some(id) = id else { return };
+                let Some(id) = id else {
+                    // Only QXmpp's messages have no id.
+                    if trust_message {
+                        self.counts.deliveries += 1;
+                        let count = self.nodes[i]
+                            .arrived_without_id
+                            .entry(from.clone())
+                            .or_default();
+                        *count += 1;
+                        let nth = *count - 1;
+                        if self
+                            .nth_message_to(i, nth, |m| m.qxmpp && m.sender == from)
+                            .is_none()
+                        {
+                            // The peer wrote its line before the stanza
+                            // left; it may not have been read yet.
+                            for q in 0..self.nodes.len() {
+                                if self.nodes[q].jid == from {
+                                    let _ = self.poll_qxmpp(q);
+                                }
+                            }
+                        }
+                        let what = self
+                            .nth_message_to(i, nth, |m| m.qxmpp && m.sender == from)
+                            .map_or_else(
+                                || format!("a trust message from {}", self.scenario_jid(&from)),
+                                |m| format!("message #{}", self.messages[m].seq),
+                            );
+                        let line = format!("  {} receives {what}", self.nodes[i].name);
+                        self.lines.push(line);
+                    }
+                    return;
+                };
                 self.nodes[i].arrived.insert((from.clone(), id.clone()));
                 if trust_message {
                     self.counts.deliveries += 1;
@@ -758,18 +961,29 @@ impl<'a> Live<'a> {
     }
 
     /// Messages sent by an online endpoint that an online recipient has not
-    /// received yet.
-    fn undelivered(&self) -> Vec<String> {
+    /// received yet: those our endpoints miss (matched by stanza id, or
+    /// for QXmpp's messages, which have none, by their number per sender
+    /// account), and those QXmpp endpoints have not reported as
+    /// `trust_message` events (by their number per sender).
+    fn undelivered(&self) -> (Vec<String>, Vec<String>) {
         let mut missing = Vec::new();
+        let mut from_qxmpp: HashMap<(usize, &BareJid), Vec<u64>> = HashMap::new();
+        let mut to_qxmpp: HashMap<(usize, usize), Vec<u64>> = HashMap::new();
         for m in &self.messages {
             if !self.nodes[m.from].online() {
                 continue; // still in its outbox: it goes out when it is back
             }
             for &r in &m.to {
-                if self.nodes[r].online()
-                    && !self.nodes[r]
-                        .arrived
-                        .contains(&(m.sender.clone(), m.id.clone()))
+                if !self.nodes[r].online() {
+                    continue;
+                }
+                if self.nodes[r].is_qxmpp() {
+                    to_qxmpp.entry((r, m.from)).or_default().push(m.seq);
+                } else if m.qxmpp {
+                    from_qxmpp.entry((r, &m.sender)).or_default().push(m.seq);
+                } else if !self.nodes[r]
+                    .arrived
+                    .contains(&(m.sender.clone(), m.id.clone()))
                 {
                     missing.push(format!(
                         "message #{} not yet at {}",
@@ -778,16 +992,55 @@ impl<'a> Live<'a> {
                 }
             }
         }
-        missing
+        for ((r, sender), seqs) in from_qxmpp {
+            let have = self.nodes[r]
+                .arrived_without_id
+                .get(sender)
+                .copied()
+                .unwrap_or(0);
+            for seq in seqs.into_iter().skip(have) {
+                missing.push(format!("message #{seq} not yet at {}", self.nodes[r].name));
+            }
+        }
+        let mut unreported = Vec::new();
+        for ((r, sender), seqs) in to_qxmpp {
+            let Link::Qxmpp(qx) = &self.nodes[r].link else {
+                continue;
+            };
+            let have = qx.received.get(&sender).copied().unwrap_or(0)
+                + self.excused.get(&(r, sender)).copied().unwrap_or(0);
+            for seq in seqs.into_iter().skip(have) {
+                unreported.push((r, sender, seq));
+            }
+        }
+        missing.sort();
+        unreported.sort();
+        let unreported = unreported
+            .into_iter()
+            .map(|(r, _, seq)| {
+                format!(
+                    "message #{seq}: no trust_message event yet at {} (QXmpp)",
+                    self.nodes[r].name
+                )
+            })
+            .collect();
+        (missing, unreported)
     }
 
     /// Steps until the network has settled: every online driver has
     /// nothing unacknowledged, no request without its answer and nothing
-    /// held; every trust message sent by an online endpoint has reached
-    /// every online recipient; and nothing arrived anywhere for the quiet
-    /// period. Bounded by the settling limit.
+    /// held; every QXmpp peer has answered every command; every trust
+    /// message sent by an online endpoint has reached every online
+    /// recipient of ours, and every QXmpp recipient has reported it, or
+    /// nothing arrived anywhere for the grace period since; and nothing
+    /// arrived anywhere for the quiet period. Bounded by the settling limit.
     async fn settle(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + self.options.settle_limit;
+        let quiet = if self.mixed {
+            self.options.quiet.max(self.options.qxmpp_quiet)
+        } else {
+            self.options.quiet
+        };
         let mut quiet_since = Instant::now();
         loop {
             if self.round().await? {
@@ -795,22 +1048,43 @@ impl<'a> Live<'a> {
             }
             let mut busy = Vec::new();
             for node in &mut self.nodes {
-                if let Link::Online(driver) = &mut node.link {
-                    let (unacked, held) = (driver.unacknowledged(), driver.held());
-                    let pending = driver.core().pending_requests();
-                    if unacked + held + pending > 0 {
-                        busy.push(format!(
-                            "{}: {unacked} unacknowledged, {pending} requests unanswered, {held} held",
-                            node.name
-                        ));
+                match &mut node.link {
+                    Link::Online(driver) => {
+                        let (unacked, held) = (driver.unacknowledged(), driver.held());
+                        let pending = driver.core().pending_requests();
+                        if unacked + held + pending > 0 {
+                            busy.push(format!(
+                                "{}: {unacked} unacknowledged, {pending} requests unanswered, {held} held",
+                                node.name
+                            ));
+                        }
                     }
+                    Link::Qxmpp(qx) if qx.peer.outstanding() > 0 => busy.push(format!(
+                        "{} (QXmpp): {} commands unanswered",
+                        node.name,
+                        qx.peer.outstanding()
+                    )),
+                    _ => {}
                 }
             }
-            busy.extend(self.undelivered());
-            if busy.is_empty() && quiet_since.elapsed() >= self.options.quiet {
-                return Ok(());
+            let (missing, unreported) = self.undelivered();
+            busy.extend(missing);
+            if busy.is_empty() && quiet_since.elapsed() >= quiet {
+                if unreported.is_empty() {
+                    return Ok(());
+                }
+                if quiet_since.elapsed() >= self.options.qxmpp_grace {
+                    self.excuse_unreported();
+                    self.lines.push(format!(
+                        "  settled after {:?} of quiet without: {}",
+                        self.options.qxmpp_grace,
+                        unreported.join("; ")
+                    ));
+                    return Ok(());
+                }
             }
             if Instant::now() >= deadline {
+                busy.extend(unreported);
                 return Err(format!(
                     "the network did not settle within {:?}: {}",
                     self.options.settle_limit,
@@ -848,7 +1122,7 @@ impl<'a> Live<'a> {
                     found.push(message);
                 }
             }
-            match self.check(step) {
+            match self.check(step).await {
                 Ok(messages) => found.extend(messages),
                 Err(message) => found.push(message),
             }
@@ -856,7 +1130,7 @@ impl<'a> Live<'a> {
             step_lines.push(std::mem::take(&mut self.lines));
         }
         let counts = self.counts_now()?;
-        let json = self.json_object(&failures, &counts)?;
+        let json = self.json_object(&failures, &counts).await?;
         let text = self.timeline(&steps, &step_lines, &failures, &counts);
         Ok((failures.is_empty(), json, text))
     }
@@ -1066,6 +1340,14 @@ impl<'a> Live<'a> {
             .clone()
             .ok_or_else(|| format!("{} has not joined", self.nodes[of].name))?;
         let jid = self.nodes[of].jid.clone();
+        if self.nodes[by].is_qxmpp() {
+            let (trust, distrust) = if authenticate {
+                (vec![key], Vec::new())
+            } else {
+                (Vec::new(), vec![key])
+            };
+            return self.qx_decide(by, &jid, trust, distrust).await;
+        }
         let known = self.level(by, of)?.is_some();
         let name = self.nodes[by].name.clone();
         let core = self.nodes[by].core()?;
@@ -1096,22 +1378,22 @@ impl<'a> Live<'a> {
 
     /// The Trust Message URI endpoint `i` shows: its own key, and the keys
     /// of its own account it authenticated (trust) or distrusted (distrust).
-    fn uri_of(&mut self, i: usize) -> Result<String, String> {
+    async fn uri_of(&mut self, i: usize) -> Result<String, String> {
         let own_jid = self.nodes[i].jid.clone();
         let own_key = self.nodes[i]
             .key
             .clone()
             .ok_or_else(|| format!("{} has not joined", self.nodes[i].name))?;
-        let keys = self.nodes[i].core()?.keys().map_err(|e| e.to_string())?;
+        let keys = self.keys_at(i).await?;
         let mut trust = vec![own_key.clone()];
         let mut distrust = Vec::new();
-        for k in keys {
-            if k.owner != own_jid || k.key == own_key {
+        for (owner, key, level) in keys {
+            if owner != own_jid || key == own_key {
                 continue;
             }
-            match k.level {
-                TrustLevel::Authenticated => trust.push(k.key),
-                TrustLevel::ManuallyDistrusted => distrust.push(k.key),
+            match level {
+                TrustLevel::Authenticated => trust.push(key),
+                TrustLevel::ManuallyDistrusted => distrust.push(key),
                 _ => {}
             }
         }
@@ -1130,8 +1412,27 @@ impl<'a> Live<'a> {
             "  {} scans the QR code of {}",
             self.nodes[by].name, self.nodes[of].name
         ));
-        let text = self.uri_of(of)?;
+        let text = self.uri_of(of).await?;
         let name = self.nodes[by].name.clone();
+        if self.nodes[by].is_qxmpp() {
+            // As Kaidan after scanning a QR code: the URI through our
+            // parser, then one makeTrustDecisions() with its keys (the
+            // scanner's own key left out: no device decides about itself).
+            let uri = TrustUri::parse(&text).map_err(|e| format!("{name}: {text}: {e}"))?;
+            let own = (self.nodes[by].jid.clone(), self.nodes[by].key.clone());
+            let not_own = |k: &KeyId| (uri.jid.clone(), Some(k.clone())) != own;
+            let trust: Vec<KeyId> = uri.trust.iter().filter(|k| not_own(k)).cloned().collect();
+            let distrust: Vec<KeyId> = uri
+                .distrust
+                .iter()
+                .filter(|k| not_own(k))
+                .cloned()
+                .collect();
+            if trust.is_empty() && distrust.is_empty() {
+                return Ok(());
+            }
+            return self.qx_decide(by, &uri.jid, trust, distrust).await;
+        }
         self.nodes[by]
             .core()?
             .scan(&text, Utc::now())
@@ -1139,7 +1440,22 @@ impl<'a> Live<'a> {
         self.flush(by).await
     }
 
-    fn level_failure(
+    /// Every key endpoint `at` knows, with its level: from the core, or
+    /// from the QXmpp peer's trust storage (`keys`).
+    async fn keys_at(&mut self, at: usize) -> Result<Vec<(BareJid, KeyId, TrustLevel)>, String> {
+        if self.nodes[at].is_qxmpp() {
+            return self.qx_keys(at).await;
+        }
+        Ok(self.nodes[at]
+            .core()?
+            .keys()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|k| (k.owner, k.key, k.level))
+            .collect())
+    }
+
+    async fn level_failure(
         &mut self,
         at: usize,
         of: usize,
@@ -1148,7 +1464,16 @@ impl<'a> Live<'a> {
         let level = if self.nodes[at].key == self.nodes[of].key {
             Some(TrustLevel::Authenticated)
         } else {
-            self.level(at, of)?
+            let key = self.nodes[of]
+                .key
+                .clone()
+                .ok_or_else(|| format!("{} has not joined", self.nodes[of].name))?;
+            let owner = self.nodes[of].jid.clone();
+            self.keys_at(at)
+                .await?
+                .into_iter()
+                .find(|(o, k, _)| *o == owner && *k == key)
+                .map(|(_, _, level)| level)
         };
         let (at, of) = (&self.nodes[at].name, &self.nodes[of].name);
         Ok(match level {
@@ -1164,12 +1489,12 @@ impl<'a> Live<'a> {
         })
     }
 
-    fn check(&mut self, step: &Step) -> Result<Vec<String>, String> {
+    async fn check(&mut self, step: &Step) -> Result<Vec<String>, String> {
         let mut failures = Vec::new();
         match step {
             Step::Expect { at, key_of, level } => {
                 let (at, of) = (self.index(at)?, self.index(key_of)?);
-                failures.extend(self.level_failure(at, of, *level)?);
+                failures.extend(self.level_failure(at, of, *level).await?);
             }
             Step::ExpectMesh { among, level } => {
                 let among: Vec<usize> = among
@@ -1179,7 +1504,7 @@ impl<'a> Live<'a> {
                 for &at in &among {
                     for &of in &among {
                         if at != of {
-                            failures.extend(self.level_failure(at, of, *level)?);
+                            failures.extend(self.level_failure(at, of, *level).await?);
                         }
                     }
                 }
@@ -1204,7 +1529,8 @@ impl<'a> Live<'a> {
         let mut counts = self.counts.clone();
         counts.postponed = 0;
         for node in &mut self.nodes {
-            if node.exists() {
+            // QXmpp's public API does not show its stored decisions.
+            if node.exists() && !node.is_qxmpp() {
                 counts.postponed += node
                     .core()?
                     .status()
@@ -1215,7 +1541,7 @@ impl<'a> Live<'a> {
         Ok(counts)
     }
 
-    fn json_object(
+    async fn json_object(
         &mut self,
         failures: &[(usize, String)],
         counts: &Counts,
@@ -1226,24 +1552,25 @@ impl<'a> Live<'a> {
                 continue;
             }
             let own = (self.nodes[i].jid.clone(), self.nodes[i].key.clone());
-            let keys = self.nodes[i].core()?.keys().map_err(|e| e.to_string())?;
+            let keys = self.keys_at(i).await?;
             let mut trust = serde_json::Map::new();
-            for k in keys {
-                if (k.owner.clone(), Some(k.key.clone())) == own {
+            for (owner, key, level) in keys {
+                if (owner.clone(), Some(key.clone())) == own {
                     continue;
                 }
-                trust.insert(self.key_name(&k.owner, &k.key), json!(k.level.as_str()));
+                trust.insert(self.key_name(&owner, &key), json!(level.as_str()));
             }
             let node = &self.nodes[i];
-            endpoints.insert(
-                node.name.clone(),
-                json!({
-                    "jid": self.scenario_jid(&node.jid),
-                    "key": node.key.as_ref().map(KeyId::to_base64),
-                    "online": node.online(),
-                    "trust": trust,
-                }),
-            );
+            let mut object = json!({
+                "jid": self.scenario_jid(&node.jid),
+                "key": node.key.as_ref().map(KeyId::to_base64),
+                "online": node.online(),
+                "trust": trust,
+            });
+            if node.is_qxmpp() {
+                object["implementation"] = json!(Implementation::Qxmpp.as_str());
+            }
+            endpoints.insert(node.name.clone(), object);
         }
         let mut counters = serde_json::Map::new();
         for name in COUNTERS {
@@ -1311,12 +1638,459 @@ impl<'a> Live<'a> {
     /// Closes every stream and stops the private server.
     async fn close(&mut self) {
         for node in &mut self.nodes {
-            if let Link::Online(driver) = std::mem::replace(&mut node.link, Link::Moving) {
-                node.link = Link::Offline(Box::new(driver.close().await));
+            match std::mem::replace(&mut node.link, Link::Moving) {
+                Link::Online(driver) => {
+                    node.link = Link::Offline(Box::new(driver.close().await));
+                }
+                Link::Qxmpp(mut qx) => qx.peer.quit(),
+                other => node.link = other,
             }
         }
         if let Some(server) = self.server.take() {
             let _ = tokio::task::spawn_blocking(move || drop(server)).await;
         }
     }
+}
+
+/// QXmpp endpoints (`docs/live-scenarios.md`, "Mixed scenarios").
+impl Live<'_> {
+    /// Starts the QXmpp peer of endpoint `i`, connects it (the run's CA,
+    /// the scenario's policy: TOAKAFA, or none for `manual`, under which
+    /// QXmpp leaves new keys undecided) and subscribes it to the presence
+    /// of every other account.
+    async fn create_qxmpp(&mut self, i: usize) -> Result<(), String> {
+        let name = self.nodes[i].name.clone();
+        let binary = self
+            .options
+            .qxmpp_peer
+            .clone()
+            .ok_or_else(|| format!("{name}: no QXmpp peer binary (--qxmpp-peer)"))?;
+        let mut peer = Peer::spawn(&binary, &name, &self.nodes[i].dir)?;
+        let (addr, ca) = self.target.clone();
+        let policy = match self.scenario.policy {
+            Policy::Manual => "none",
+            _ => "toakafa",
+        };
+        let id = peer.send(json!({
+            "cmd": "connect",
+            "jid": self.nodes[i].jid.as_str(),
+            "password": self.password,
+            "host": addr.ip().to_string(),
+            "port": addr.port(),
+            "ca_file": ca.to_string_lossy(),
+            "resource": format!("atm-live-{name}"),
+            "policy": policy,
+        }))?;
+        self.nodes[i].link = Link::Qxmpp(Box::new(Qx {
+            peer,
+            levels: HashMap::new(),
+            manual: HashMap::new(),
+            received: HashMap::new(),
+            asked: None,
+        }));
+        let reply = self.reply(i, id, "connect").await?;
+        let key = reply["key_b64"]
+            .as_str()
+            .and_then(|k| KeyId::from_base64(k).ok())
+            .ok_or_else(|| format!("{name} (QXmpp): no readable key_b64 in {reply}"))?;
+        let device = reply["device_id"]
+            .as_u64()
+            .and_then(|d| u32::try_from(d).ok())
+            .ok_or_else(|| {
+                format!("{name} (QXmpp): the peer reported no device id (rebuild it from interop/qxmpp-peer)")
+            })?;
+        self.nodes[i].key = Some(key);
+        self.nodes[i].device_id = device;
+        let own = self.nodes[i].jid.clone();
+        let others: BTreeSet<BareJid> = self
+            .nodes
+            .iter()
+            .map(|n| n.jid.clone())
+            .filter(|j| *j != own)
+            .collect();
+        for jid in others {
+            self.command(
+                i,
+                json!({"cmd": "subscribe_presence", "jid": jid.as_str()}),
+                "subscribe_presence",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Takes what the peer of `i` printed; whether anything came.
+    fn poll_qxmpp(&mut self, i: usize) -> Result<bool, String> {
+        let Some(qx) = self.nodes[i].qx() else {
+            return Ok(false);
+        };
+        let events = qx.peer.poll()?;
+        let any = !events.is_empty();
+        for event in events {
+            self.qx_event(i, &event);
+        }
+        Ok(any)
+    }
+
+    /// Waits for the reply to command `id` of the peer of `i`.
+    async fn reply(&mut self, i: usize, id: u64, what: &str) -> Result<Value, String> {
+        let deadline = Instant::now() + self.options.settle_limit;
+        let name = self.nodes[i].name.clone();
+        loop {
+            let Some(qx) = self.nodes[i].qx() else {
+                return Err(format!("{name} is not a QXmpp endpoint"));
+            };
+            if let Some(reply) = qx.peer.take_reply(id) {
+                if reply["ok"] == true {
+                    return Ok(reply);
+                }
+                return Err(format!(
+                    "{name} (QXmpp): {what} failed: {}",
+                    reply["error"].as_str().unwrap_or("no reason given")
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{name} (QXmpp): no answer to {what} within {:?}",
+                    self.options.settle_limit
+                ));
+            }
+            self.round().await?;
+        }
+    }
+
+    async fn command(&mut self, i: usize, command: Value, what: &str) -> Result<Value, String> {
+        let name = self.nodes[i].name.clone();
+        let qx = self.nodes[i]
+            .qx()
+            .ok_or_else(|| format!("{name} is not a QXmpp endpoint"))?;
+        let id = qx.peer.send(command)?;
+        self.reply(i, id, what).await
+    }
+
+    /// Every key the QXmpp trust storage of `i` holds, with its level.
+    async fn qx_keys(&mut self, i: usize) -> Result<Vec<(BareJid, KeyId, TrustLevel)>, String> {
+        let reply = self.command(i, json!({"cmd": "keys"}), "keys").await?;
+        let name = &self.nodes[i].name;
+        reply["keys"]
+            .as_array()
+            .ok_or_else(|| format!("{name} (QXmpp): keys: no list in {reply}"))?
+            .iter()
+            .map(|k| {
+                key_level(k).ok_or_else(|| format!("{name} (QXmpp): keys: unreadable entry {k}"))
+            })
+            .collect()
+    }
+
+    /// The user of QXmpp endpoint `by` decides about keys of `jid`: one
+    /// `makeTrustDecisions()` (the peer's `decide`).
+    async fn qx_decide(
+        &mut self,
+        by: usize,
+        jid: &BareJid,
+        trust: Vec<KeyId>,
+        distrust: Vec<KeyId>,
+    ) -> Result<(), String> {
+        let name = self.nodes[by].name.clone();
+        let qx = self.nodes[by]
+            .qx()
+            .ok_or_else(|| format!("{name} is not a QXmpp endpoint"))?;
+        for k in &trust {
+            qx.manual.insert((jid.clone(), k.clone()), true);
+        }
+        for k in &distrust {
+            qx.manual.insert((jid.clone(), k.clone()), false);
+        }
+        let hex = |keys: &[KeyId]| keys.iter().map(KeyId::to_hex).collect::<Vec<_>>();
+        self.command(
+            by,
+            json!({
+                "cmd": "decide",
+                "jid": jid.as_str(),
+                "trust_hex": hex(&trust),
+                "distrust_hex": hex(&distrust),
+            }),
+            "decide (makeTrustDecisions)",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// QXmpp learns devices only through device-list subscriptions, and a
+    /// subscription made before the other account published fails for
+    /// good: every 5 s, each QXmpp endpoint of `by` that misses a key of
+    /// `of` subscribes to those accounts' device lists again, and its
+    /// trust storage is read.
+    async fn ask_device_lists(&mut self, by: &[usize], of: &[usize]) -> Result<(), String> {
+        for &b in by {
+            if !self.nodes[b].is_qxmpp() {
+                continue;
+            }
+            let mut jids = BTreeSet::new();
+            for &o in of {
+                if b != o && self.nodes[b].key != self.nodes[o].key && self.level(b, o)?.is_none() {
+                    jids.insert(self.nodes[o].jid.as_str().to_owned());
+                }
+            }
+            let Some(qx) = self.nodes[b].qx() else {
+                continue;
+            };
+            if jids.is_empty()
+                || qx
+                    .asked
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+            {
+                continue;
+            }
+            qx.asked = Some(Instant::now());
+            qx.peer
+                .send_unattended(json!({"cmd": "subscribe_devices", "jids": jids}))?;
+            // Keys QXmpp learned without a `trust_changed` event (if its
+            // policy stores them so) come from its trust storage.
+            for (owner, key, level) in self.qx_keys(b).await? {
+                if let Some(qx) = self.nodes[b].qx() {
+                    qx.levels.entry((owner, key)).or_insert(level);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The index of the `nth` (from 0) message for recipient `r` among
+    /// those `which` selects.
+    fn nth_message_to(&self, r: usize, nth: usize, which: impl Fn(&Sent) -> bool) -> Option<usize> {
+        self.messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.to.contains(&r) && which(m))
+            .nth(nth)
+            .map(|(index, _)| index)
+    }
+
+    /// The settling stops waiting for the `trust_message` events still
+    /// missing at QXmpp recipients (after the grace period).
+    fn excuse_unreported(&mut self) {
+        let mut need: HashMap<(usize, usize), usize> = HashMap::new();
+        for m in &self.messages {
+            for &r in &m.to {
+                if self.nodes[r].is_qxmpp() {
+                    *need.entry((r, m.from)).or_default() += 1;
+                }
+            }
+        }
+        for ((r, sender), need) in need {
+            let Link::Qxmpp(qx) = &self.nodes[r].link else {
+                continue;
+            };
+            let have = qx.received.get(&sender).copied().unwrap_or(0);
+            let excused = self.excused.entry((r, sender)).or_default();
+            if need > have + *excused {
+                *excused = need - have;
+            }
+        }
+    }
+
+    /// One event of the peer of `i`: trust levels (and the counters),
+    /// trust messages received and sent, QXmpp's warnings.
+    fn qx_event(&mut self, i: usize, event: &Value) {
+        let name = self.nodes[i].name.clone();
+        match event["event"].as_str().unwrap_or_default() {
+            "trust_changed" => self.qx_trust_changed(i, event),
+            "trust_message" => {
+                self.counts.deliveries += 1;
+                let sender_key = event["sender_key_hex"]
+                    .as_str()
+                    .and_then(|k| KeyId::from_hex(k).ok());
+                let sender = sender_key
+                    .as_ref()
+                    .and_then(|k| self.nodes.iter().position(|n| n.key.as_ref() == Some(k)));
+                let Some(sender) = sender else {
+                    self.lines.push(format!(
+                        "  {name} (QXmpp) receives a trust message from an unknown key: {event}"
+                    ));
+                    return;
+                };
+                let Some(qx) = self.nodes[i].qx() else { return };
+                let count = qx.received.entry(sender).or_default();
+                *count += 1;
+                let nth = *count - 1;
+                // A late one the settling had stopped waiting for.
+                if let Some(excused) = self.excused.get_mut(&(i, sender)) {
+                    *excused = excused.saturating_sub(1);
+                }
+                let Some(m) = self.nth_message_to(i, nth, |m| m.from == sender) else {
+                    self.lines.push(format!(
+                        "  {name} receives a trust message from {}",
+                        self.nodes[sender].name
+                    ));
+                    return;
+                };
+                if self.messages[m].qxmpp && self.messages[m].xml.is_empty() {
+                    if let Some(xml) = qxmpp_trust_message_xml(event) {
+                        self.messages[m].xml = xml;
+                    }
+                    if let Some(time) = event["sce_time"]
+                        .as_str()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    {
+                        self.messages[m].time = time.with_timezone(&Utc);
+                    }
+                }
+                self.lines.push(format!(
+                    "  {name} receives message #{}",
+                    self.messages[m].seq
+                ));
+            }
+            "omemo_sent" => {
+                if self.nodes[i].device_id == 0 {
+                    if let Some(sid) = event["sid"].as_u64().and_then(|d| u32::try_from(d).ok()) {
+                        self.nodes[i].device_id = sid;
+                    }
+                }
+                if event["has_payload"] != true {
+                    return;
+                }
+                let mut to = BTreeSet::new();
+                for k in event["keys"].as_array().into_iter().flatten() {
+                    let (Some(jid), Some(rid)) = (k["jid"].as_str(), k["rid"].as_u64()) else {
+                        continue;
+                    };
+                    to.extend((0..self.nodes.len()).filter(|&j| {
+                        j != i
+                            && self.nodes[j].jid.as_str() == jid
+                            && u64::from(self.nodes[j].device_id) == rid
+                    }));
+                }
+                let seq = self.messages.len() as u64 + 1;
+                self.counts.trust_messages_sent += 1;
+                let to: Vec<usize> = to.into_iter().collect();
+                self.lines.push(format!(
+                    "  message #{seq} {name} (QXmpp) -> {} (a <message> to {})",
+                    to.iter()
+                        .map(|&j| self.nodes[j].name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    event["to"].as_str().map_or_else(
+                        || "?".to_owned(),
+                        |t| t
+                            .parse::<BareJid>()
+                            .map_or_else(|_| t.to_owned(), |j| self.scenario_jid(&j))
+                    )
+                ));
+                self.messages.push(Sent {
+                    seq,
+                    from: i,
+                    sender: self.nodes[i].jid.clone(),
+                    id: String::new(),
+                    to,
+                    time: Utc::now(),
+                    xml: String::new(),
+                    qxmpp: true,
+                });
+            }
+            "log" | "error" => self.lines.push(format!(
+                "  {name} (QXmpp) logs: {}",
+                event["text"].as_str().unwrap_or_default()
+            )),
+            "disconnected" => self
+                .lines
+                .push(format!("  {name} (QXmpp) was disconnected")),
+            _ => {}
+        }
+    }
+
+    /// A `trust_changed` event: the new level of one key at QXmpp endpoint
+    /// `i`. A level reached by the user's decision counts as manual, an
+    /// authentication or distrust reached otherwise as automatic (through
+    /// a trust message, at once or from a stored decision); QXmpp's
+    /// TOAKAFA levels and decisions about its own key are not counted.
+    fn qx_trust_changed(&mut self, i: usize, event: &Value) {
+        let name = self.nodes[i].name.clone();
+        let Some((owner, key, level)) = key_level(event) else {
+            self.lines.push(format!(
+                "  {name} (QXmpp): unreadable trust_changed {event}"
+            ));
+            return;
+        };
+        let own = self.nodes[i].jid == owner && self.nodes[i].key.as_ref() == Some(&key);
+        let Some(qx) = self.nodes[i].qx() else { return };
+        let entry = (owner.clone(), key.clone());
+        let before = qx.levels.insert(entry.clone(), level);
+        if before == Some(level) {
+            return;
+        }
+        let manual = match qx.manual.remove(&entry) {
+            Some(true) => level == TrustLevel::Authenticated,
+            Some(false) => level.is_distrusted(),
+            None => false,
+        };
+        let cause = if own {
+            "QXmpp stores what a trust message says about its own key; not counted"
+        } else if manual {
+            if level.is_distrusted() {
+                self.counts.manual_distrusts += 1;
+            } else {
+                self.counts.manual_authentications += 1;
+            }
+            "by the user"
+        } else if level == TrustLevel::Authenticated || level == TrustLevel::ManuallyDistrusted {
+            if level.is_distrusted() {
+                self.counts.automatic_distrusts += 1;
+            } else {
+                self.counts.automatic_authentications += 1;
+            }
+            "QXmpp: a trust message, or a stored one"
+        } else if before.is_none() {
+            return; // a key learned, at the policy's level
+        } else {
+            "QXmpp's security policy"
+        };
+        let line = format!(
+            "  {name}: {} {} -> {level} ({cause})",
+            self.key_name(&owner, &key),
+            before.map_or("unknown", TrustLevel::as_str),
+        );
+        self.lines.push(line);
+    }
+}
+
+/// `{jid, key_b64, level}` of the peer's key lists and `trust_changed`.
+fn key_level(value: &Value) -> Option<(BareJid, KeyId, TrustLevel)> {
+    let jid = value["jid"].as_str()?.parse().ok()?;
+    let key = KeyId::from_base64(value["key_b64"].as_str()?).ok()?;
+    let level = value["level"].as_str()?.parse().ok()?;
+    Some((jid, key, level))
+}
+
+/// The trust message a QXmpp peer reported receiving (`trust_message`:
+/// usage, encryption, key owners with hex keys), as XML.
+fn qxmpp_trust_message_xml(event: &Value) -> Option<String> {
+    let hex_keys = |list: &Value| -> Option<Vec<KeyId>> {
+        list.as_array()?
+            .iter()
+            .map(|k| KeyId::from_hex(k.as_str()?).ok())
+            .collect()
+    };
+    let key_owners = event["key_owners"]
+        .as_array()?
+        .iter()
+        .map(|o| {
+            Some(KeyOwner {
+                jid: o["jid"].as_str()?.parse().ok()?,
+                trust: hex_keys(&o["trust"])?,
+                distrust: hex_keys(&o["distrust"])?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(
+        TrustMessage {
+            usage: event["usage"].as_str()?.parse::<Usage>().ok()?,
+            encryption: event["tm_encryption"]
+                .as_str()?
+                .parse::<Encryption>()
+                .ok()?,
+            key_owners,
+        }
+        .to_xml(),
+    )
 }

@@ -46,6 +46,13 @@ pub fn run_with<F: StoreFactory>(
     factory: F,
     omemo: bool,
 ) -> Result<Outcome<F>, String> {
+    if let Some((index, endpoint)) = scenario.first_foreign_endpoint() {
+        return Err(format!(
+            "endpoints[{index}].implementation: {:?} ({}) is played only over --transport xmpp (with --qxmpp-peer PATH); the simulator plays only this project's engine",
+            endpoint.implementation.as_str(),
+            endpoint.name
+        ));
+    }
     let steps = scenario.steps.clone();
     let mut network = Network::with_crypto(scenario, factory, omemo)?;
     let mut failures = Vec::new();

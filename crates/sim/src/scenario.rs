@@ -38,6 +38,42 @@ pub struct EndpointSpec {
     pub jid: BareJid,
     /// `true` if it does not exist until a `join` step.
     pub joins_later: bool,
+    /// Which implementation plays it (`"implementation"`, default `atm`).
+    /// Only `--transport xmpp` can play a non-`atm` endpoint.
+    pub implementation: Implementation,
+}
+
+/// The implementation that plays an endpoint: an extension of the format
+/// (`docs/live-scenarios.md`, "Mixed scenarios").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Implementation {
+    /// This project's engine (the default).
+    #[default]
+    Atm,
+    /// A QXmpp peer process (`interop/qxmpp-peer`), over `--transport xmpp`
+    /// with `--qxmpp-peer`.
+    Qxmpp,
+}
+
+impl Implementation {
+    /// The name in a scenario file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Implementation::Atm => "atm",
+            Implementation::Qxmpp => "qxmpp",
+        }
+    }
+}
+
+impl Scenario {
+    /// The first endpoint (index and spec) not played by this project's
+    /// engine, if any.
+    pub fn first_foreign_endpoint(&self) -> Option<(usize, &EndpointSpec)> {
+        self.endpoints
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.implementation != Implementation::Atm)
+    }
 }
 
 /// The level an `expect` asks for.
@@ -252,6 +288,15 @@ struct RawEndpoint {
     jid: String,
     #[serde(default)]
     joins_later: bool,
+    #[serde(default)]
+    implementation: Option<RawImplementation>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawImplementation {
+    Atm,
+    Qxmpp,
 }
 
 /// A step: an object with exactly one key, the step kind. Read by hand (not
@@ -552,6 +597,10 @@ impl Checker {
                 name: e.name,
                 jid,
                 joins_later: e.joins_later,
+                implementation: match e.implementation {
+                    None | Some(RawImplementation::Atm) => Implementation::Atm,
+                    Some(RawImplementation::Qxmpp) => Implementation::Qxmpp,
+                },
             });
         }
         let mut steps = Vec::new();
