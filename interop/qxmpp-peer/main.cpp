@@ -286,7 +286,13 @@ private:
 
         const auto policy = cmd.value(QStringLiteral("policy")).toString(QStringLiteral("toakafa"));
         m_omemo->setSecurityPolicy(policy == QLatin1String("none") ? QXmpp::NoSecurityPolicy : QXmpp::Toakafa);
-        m_omemo->setNewDeviceAutoSessionBuildingEnabled(cmd.value(QStringLiteral("auto_session_building")).toBool(true));
+        // true (default, as Kaidan), false, or "after_setup": switched on
+        // only once setUp() has finished, so that the own account's other
+        // devices are not sent key exchanges while setUp() runs (an answer
+        // arriving then seems to be lost: docs/interop.md, report 2).
+        const auto building = cmd.value(QStringLiteral("auto_session_building"));
+        m_buildAfterSetUp = building.toString() == QLatin1String("after_setup");
+        m_omemo->setNewDeviceAutoSessionBuildingEnabled(!m_buildAfterSetUp && building.toBool(true));
 
         auto *roster = m_client->findExtension<QXmppRosterManager>();
         const bool autoAccept = cmd.value(QStringLiteral("auto_accept_subscriptions")).toBool(true);
@@ -341,6 +347,9 @@ private:
                 fail(m_connectId, QStringLiteral("OMEMO setUp() failed; see log events"));
                 return;
             }
+            if (m_buildAfterSetUp) {
+                m_omemo->setNewDeviceAutoSessionBuildingEnabled(true);
+            }
             m_omemo->ownKey().then(this, [this](QByteArray &&key) {
                 QJsonObject o {
                     { QStringLiteral("jid"), m_client->configuration().jidBare() },
@@ -352,6 +361,13 @@ private:
                 m_omemoStorage->allData().then(this, [this, o](QXmppOmemoStorage::OmemoData &&data) mutable {
                     if (data.ownDevice) {
                         o.insert(QStringLiteral("device_id"), qint64(data.ownDevice->id));
+                    }
+                    if (m_buildAfterSetUp) {
+                        // The devices announced during setUp(), for which no
+                        // session (and so no key) was built.
+                        QList<QString> jids = data.devices.keys();
+                        jids.append(m_client->configuration().jidBare());
+                        m_omemo->buildMissingSessions(jids);
                     }
                     event(QStringLiteral("ready"), o);
                     reply(m_connectId, true, o);
@@ -605,6 +621,7 @@ private:
     bool m_connectPending = false;
     bool m_loaded = false;
     bool m_setUp = false;
+    bool m_buildAfterSetUp = false;
     bool m_logStanzas = false;
 };
 

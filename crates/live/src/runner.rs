@@ -1680,6 +1680,11 @@ impl Live<'_> {
             "ca_file": ca.to_string_lossy(),
             "resource": format!("atm-live-{name}"),
             "policy": policy,
+            // Session building for new devices (as Kaidan) from the end of
+            // setUp() on: a key exchange QXmpp sends its own account's other
+            // devices during setUp() can leave them unable to read it for
+            // good (docs/interop.md, report 2).
+            "auto_session_building": "after_setup",
         }))?;
         self.nodes[i].link = Link::Qxmpp(Box::new(Qx {
             peer,
