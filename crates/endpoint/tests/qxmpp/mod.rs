@@ -362,6 +362,9 @@ pub struct World {
     addr: std::net::SocketAddr,
     ca_file: PathBuf,
     connector: atm_xmpp_server::client_tls::TestCaConnector,
+    /// The peers' `auto_session_building` (docs/interop.md): `true`, as
+    /// Kaidan sets it, unless a test asks for `"after_setup"`.
+    pub session_building: serde_json::Value,
 }
 
 /// How long any one convergence may take (the machine is shared).
@@ -384,6 +387,7 @@ impl World {
             addr: server.c2s_addr(),
             ca_file: server.ca_pem_path().to_owned(),
             connector: server.connector().unwrap(),
+            session_building: json!(true),
         }
     }
 
@@ -426,6 +430,7 @@ impl World {
             "ca_file": self.ca_file.to_str().unwrap(),
             "resource": format!("qxmpp-{name}"),
             "log_stanzas": true,
+            "auto_session_building": self.session_building,
         }));
         self.peers.push(peer);
         let at = self.peers.len() - 1;
