@@ -621,6 +621,11 @@ impl World {
             .map_err(|e| format!("engine error: {e}"))?;
         node.store = engine.into_store();
         let me = node.key;
+        // ATM_ATTACK_EFFECTS=1: every input's effects in the trace.
+        if std::env::var_os("ATM_ATTACK_EFFECTS").is_some() {
+            self.trace
+                .push(format!("   effects at {}: {effects:?}", self.u.name(me)));
+        }
         let mut sends = Vec::new();
         for effect in &effects {
             match effect {
@@ -1046,8 +1051,9 @@ impl World {
                     checked += 1;
                     let level = self.level(e, k);
                     if level != Some(TrustLevel::ManuallyDistrusted) {
+                        let record = self.record(e, k);
                         return Err(format!(
-                            "(d) {} distrusted {} at {}s (last decision of {}), but {} holds it {level:?} at quiescence",
+                            "(d) {} distrusted {} at {}s (last decision of {}), but {} holds it {level:?} at quiescence ({record:?})",
                             self.name(self.nodes[last.node].key),
                             self.name(k),
                             t_d as f64 / SECOND as f64,

@@ -823,11 +823,16 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                 return self.request_confirmation(sender, decision);
             }
         }
-        // One statement per speaker: an older message of the same speaker,
-        // delivered late, changes nothing.
+        // One statement per speaker: an older decision of the same speaker,
+        // delivered late, changes nothing. Older by the speaker's decision
+        // time, not by the server's stamp: a server may hold a message and
+        // stamp it later (within the clock-skew margin), and a word stamped
+        // late must not shadow the speaker's newer decision delivered after
+        // it (found by the attack property tests, seed 2). Equal times keep
+        // the later stamp.
         let speaker = self.speaker(&cause);
         let previous = self.word(&decision.target, &speaker)?;
-        if previous.is_some_and(|p| p.stamp > stamp) {
+        if previous.is_some_and(|p| (p.time, p.stamp) > (decision.time, stamp)) {
             return Ok(());
         }
         // The same word said again keeps the stamp of its first saying (it

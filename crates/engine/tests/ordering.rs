@@ -165,3 +165,60 @@ fn a_newer_decision_at_the_same_level_updates_its_time() {
         .unwrap();
     assert!(record.time > old.time);
 }
+
+#[test]
+fn a_word_stamped_late_does_not_shadow_the_speakers_newer_decision() {
+    // A2 trusts B1 (decided at t), later distrusts it (decided at t + 8 s).
+    // The server holds the first message and stamps it 20 s late (within
+    // the clock-skew margin), delivers it first, then the distrust with
+    // its honest, earlier stamp. The distrust is A2's newer decision and
+    // must apply: ordering a speaker's words by the server's stamp let the
+    // held message shadow it (attack property tests, seed 2).
+    let mut net = meshed();
+    let a2 = net.key("A2");
+    let b1 = net.key("B1");
+    let t = net.clock + chrono::Duration::seconds(100);
+    let xml = |tag: &str| {
+        atm_engine::TrustMessage::parse(&format!(
+            "<trust-message xmlns='urn:xmpp:tm:1' usage='urn:xmpp:atm:1' encryption='urn:xmpp:omemo:2'>\
+             <key-owner jid='bob@example.com'><{tag}>{}</{tag}></key-owner></trust-message>",
+            b1.key.to_base64()
+        ))
+        .unwrap()
+    };
+    let received = |tag: &str, sent: chrono::DateTime<chrono::Utc>, stamp| Received {
+        sender: a2.owner.clone(),
+        sender_key: Some(a2.key.clone()),
+        time: sent,
+        stamp,
+        message: xml(tag),
+        decision_times: DecisionTimes::default(),
+        co_recipients: vec![],
+    };
+    let a3 = net.idx("A3");
+    let held = received("trust", t, t + chrono::Duration::seconds(20));
+    let newer = received(
+        "distrust",
+        t + chrono::Duration::seconds(8),
+        t + chrono::Duration::seconds(8),
+    );
+    net.input(a3, Input::Received(held));
+    assert_eq!(net.level("A3", "B1"), Some(TrustLevel::Authenticated));
+    net.input(a3, Input::Received(newer));
+    assert_eq!(net.level("A3", "B1"), Some(TrustLevel::ManuallyDistrusted));
+    // And the other way round: the older word delivered late changes nothing.
+    let a4 = net.idx("A4");
+    net.input(
+        a4,
+        Input::Received(received(
+            "distrust",
+            t + chrono::Duration::seconds(8),
+            t + chrono::Duration::seconds(8),
+        )),
+    );
+    net.input(
+        a4,
+        Input::Received(received("trust", t, t + chrono::Duration::seconds(20))),
+    );
+    assert_eq!(net.level("A4", "B1"), Some(TrustLevel::ManuallyDistrusted));
+}
