@@ -1078,7 +1078,14 @@ impl<'a, S: TrustStore> Txn<'a, S> {
         };
         let set_by_voided = current.level.decision() == Some(voided.decision.kind)
             && current.time == Some(voided.decision.time);
-        if !set_by_voided {
+        // A void distrust stays: a receiver cannot tell a distrust relayed
+        // by a key revoked before it relayed it from a forged one, and
+        // undoing it (the trust behind it, stated 1 µs after it so that it
+        // also won where it was passed on) beat every genuine copy of it
+        // that came later, the user's own included (attack property seeds
+        // 3, 6, 7, 9, 10). A wrong distrust costs a re-authentication; a
+        // wrong trust, a revoked key kept (docs/propagation.md).
+        if !set_by_voided || voided.decision.kind == DecisionKind::Distrust {
             return Ok(());
         }
         let mut best: Option<Decision> = None;
@@ -1088,12 +1095,12 @@ impl<'a, S: TrustStore> Txn<'a, S> {
             }
         }
         let cause = Cause::Revoked(speaker.clone());
-        match (voided.decision.kind, best) {
-            (kind, Some(b)) if b.kind == kind => {
+        match best {
+            Some(b) if b.kind == DecisionKind::Trust => {
                 // Same level, older time: nothing to pass on.
-                self.change_level(target, TrustLevel::of_decision(kind), Some(b.time), cause);
+                self.change_level(target, TrustLevel::Authenticated, Some(b.time), cause);
             }
-            (DecisionKind::Trust, _) => {
+            _ => {
                 // Only the revoked key vouched for it, after its revocation:
                 // distrusted, at the void decision's time so that the
                 // correction wins wherever the void trust was passed on. The
@@ -1121,36 +1128,6 @@ impl<'a, S: TrustStore> Txn<'a, S> {
                     cause,
                     None,
                 );
-            }
-            (DecisionKind::Distrust, Some(_)) => {
-                // Back to the trust behind it, stated just after the void
-                // distrust so that it also wins where that was passed on.
-                let own = self.config.own.clone();
-                let time = voided.decision.time + chrono::TimeDelta::microseconds(1);
-                self.write_statement(
-                    target,
-                    Written::Said(Statement {
-                        source: own,
-                        decision: Decision {
-                            target: target.clone(),
-                            kind: DecisionKind::Trust,
-                            time,
-                        },
-                        stamp: self.now,
-                    }),
-                );
-                self.decide(
-                    target,
-                    current.level,
-                    DecisionKind::Trust,
-                    time,
-                    cause,
-                    None,
-                );
-            }
-            (DecisionKind::Distrust, None) => {
-                let level = self.initial_level(&target.owner)?;
-                self.change_level(target, level, None, cause);
             }
         }
         Ok(())

@@ -55,20 +55,18 @@ fn cases(default: u32) -> u32 {
 /// CI runs a fixed sample (seed 4, or `ATM_ATTACK_SEED`); with
 /// `ATM_ATTACK_SEED=random` every run draws new cases (`ATM_ATTACK_EFFECTS=1`
 /// adds every input's effects to a failure's trace). Findings 1 to 7 are
-/// fixed (1 and 2 for distrusts). Checked at 256 cases on seeds 1 to 10:
-/// seeds 1, 4, 5 and 8 pass; 2, 3, 6, 7, 9 and 10 still fail on (d), a
-/// contact's or own distrust that some endpoint does not hold at
-/// quiescence. Of the first failure of each of those seeds, all but one
-/// (seed 2's distrust of the outsider, not analysed yet) are one path: a
-/// distrust at time T reached an endpoint through a key revoked before it
-/// relayed it, so the endpoint voids it and states the trust behind it at
-/// T + 1 µs; a genuine copy of the same distrust at T, from an endpoint
-/// still trusted or from its own user, then loses against that correction
-/// (docs/propagation.md, Known limits). Seed 2's first failure until
-/// 2026-12-04 was a different path, fixed: a source's word stamped late by
-/// the server shadowed its newer decision (`ordering.rs`). Before the
-/// distrust relays of findings 1 and 2, seed 5 failed as well. Make the
-/// default random once those are settled.
+/// fixed (1 and 2 for distrusts). Checked at 256 cases on seeds 1 to 10
+/// (2026-12-04): seeds 1 and 4 to 10 pass; 2 and 3 still fail on (d), a
+/// distrust that some endpoint does not hold at quiescence (not analysed
+/// yet). Fixed that day: a source's word stamped late by the server
+/// shadowed its newer decision (seed 2's first failure, `ordering.rs`), and
+/// a void distrust fell back to the trust behind it at its time + 1 µs,
+/// beating every genuine copy of it (the first failure of seeds 3, 6, 7, 9,
+/// 10; `attacks.rs`; docs/propagation.md, "A void distrust stays"). Three
+/// random runs of 1,000 cases after that: one passed, one failed (d) on
+/// another path, one failed (e) by the mirror image of the old path (a void
+/// trust's distrust correction ties with a genuine trust of the same time
+/// and wins: availability). Make the default random once those are settled.
 fn config(default_cases: u32) -> ProptestConfig {
     let seed = match std::env::var("ATM_ATTACK_SEED").as_deref() {
         Ok("random") => RngSeed::Random,

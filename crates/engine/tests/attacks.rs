@@ -513,7 +513,12 @@ fn a_revoked_devices_later_trust_falls_back_and_is_corrected_where_it_was_passed
 }
 
 #[test]
-fn a_revoked_devices_later_distrust_falls_back_to_the_trust_behind_it() {
+fn a_revoked_devices_later_distrust_stays_until_the_user_authenticates_again() {
+    // The thief's distrust of B1, read by A2 before it learns of A3's
+    // revocation and passed on to A1, stays distrusted at both: neither can
+    // tell it from a genuine distrust relayed by A3, and undoing it would
+    // also undo the genuine one (docs/propagation.md, "A void distrust
+    // stays"). Safe-failing: B1 is back with one authentication.
     let mut net = meshed();
     stolen_a3_speaks_to_offline_a2_after_its_revocation(
         &mut net,
@@ -523,7 +528,57 @@ fn a_revoked_devices_later_distrust_falls_back_to_the_trust_behind_it() {
     assert_eq!(net.level("A1", "B1"), Some(TrustLevel::ManuallyDistrusted));
     net.online("A2", false);
     for at in ["A1", "A2"] {
+        assert_eq!(
+            net.level(at, "B1"),
+            Some(TrustLevel::ManuallyDistrusted),
+            "{at}"
+        );
+    }
+    net.auth("A1", &["B1"]);
+    net.run();
+    for at in ["A1", "A2"] {
         assert_eq!(net.level(at, "B1"), Some(TrustLevel::Authenticated), "{at}");
+    }
+}
+
+#[test]
+fn a_genuine_distrust_stands_when_a_void_relay_of_it_came_first() {
+    // A1's user authenticates M1 (A2 takes it from A1), then, while A2 is
+    // offline, distrusts A3 and then M1. A3 relays "distrust M1" to A2 with
+    // A1's decision time, stamped after its own revocation; A2 reads it
+    // first, then A1's two messages. The relay is void once A2 learns of
+    // the revocation, but A1's genuine distrust must still hold there:
+    // falling back to the trust behind the void distrust, stated 1 µs
+    // after it, beat the genuine distrust of the same instant (attack
+    // property seeds 3, 6, 7, 9, 10).
+    let mut net = meshed();
+    net.auth("A1", &["M1"]);
+    net.run();
+    assert_eq!(net.level("A2", "M1"), Some(TrustLevel::Authenticated));
+    net.offline("A2");
+    net.distrust("A1", &["A3"]);
+    net.distrust("A1", &["M1"]);
+    let decided = net.clock;
+    let stamp = decided + Duration::seconds(1);
+    let mut relay = craft(
+        &net,
+        "A3",
+        stamp,
+        stamp,
+        message(&[("bob@example.com", &[], &[k("M1")])]),
+    );
+    relay.decision_times.0.insert(net.key("M1"), decided);
+    let a2 = net.idx("A2");
+    net.input(a2, Input::Received(relay));
+    assert_eq!(net.level("A2", "M1"), Some(TrustLevel::ManuallyDistrusted));
+    net.online("A2", false);
+    net.run();
+    for at in ["A1", "A2"] {
+        assert_eq!(
+            net.level(at, "M1"),
+            Some(TrustLevel::ManuallyDistrusted),
+            "{at}"
+        );
     }
 }
 
