@@ -26,6 +26,33 @@ fn meshed() -> Net {
     net
 }
 
+/// A2's trust message about B1 alone — `tag` is `trust` or `distrust` —
+/// with SCE time `sent`, stamped `stamp`, without decision times.
+fn a2_about_b1(
+    net: &Net,
+    tag: &str,
+    sent: chrono::DateTime<chrono::Utc>,
+    stamp: chrono::DateTime<chrono::Utc>,
+) -> Received {
+    let a2 = net.key("A2");
+    let b1 = net.key("B1");
+    let message = atm_engine::TrustMessage::parse(&format!(
+        "<trust-message xmlns='urn:xmpp:tm:1' usage='urn:xmpp:atm:1' encryption='urn:xmpp:omemo:2'>\
+         <key-owner jid='bob@example.com'><{tag}>{}</{tag}></key-owner></trust-message>",
+        b1.key.to_base64()
+    ))
+    .unwrap();
+    Received {
+        sender: a2.owner,
+        sender_key: Some(a2.key),
+        time: sent,
+        stamp,
+        message,
+        decision_times: DecisionTimes::default(),
+        co_recipients: vec![],
+    }
+}
+
 #[test]
 fn a_replayed_older_trust_does_not_undo_a_newer_distrust() {
     let mut net = meshed();
@@ -57,63 +84,33 @@ fn a_relayed_decision_keeps_its_original_time() {
     let distrust_time = net.clock;
     // A2 relays an old trust in B1, sent now: the SCE time is new, the
     // decision time says when it was made.
-    let a2 = net.key("A2");
     let b1 = net.key("B1");
-    let message = atm_engine::TrustMessage::parse(&format!(
-        "<trust-message xmlns='urn:xmpp:tm:1' usage='urn:xmpp:atm:1' encryption='urn:xmpp:omemo:2'>\
-         <key-owner jid='bob@example.com'><trust>{}</trust></key-owner></trust-message>",
-        b1.key.to_base64()
-    ))
-    .unwrap();
     let mut times = DecisionTimes::default();
     times
         .0
-        .insert(b1.clone(), distrust_time - chrono::Duration::seconds(30));
-    let received = |times: DecisionTimes| Received {
-        sender: a2.owner.clone(),
-        sender_key: Some(a2.key.clone()),
-        time: distrust_time + chrono::Duration::seconds(60),
-        stamp: distrust_time + chrono::Duration::seconds(60),
-        message: message.clone(),
+        .insert(b1, distrust_time - chrono::Duration::seconds(30));
+    let sent = distrust_time + chrono::Duration::seconds(60);
+    let plain = a2_about_b1(&net, "trust", sent, sent);
+    let relayed = Received {
         decision_times: times,
-        co_recipients: vec![],
+        ..plain.clone()
     };
     let a3 = net.idx("A3");
-    net.input(a3, Input::Received(received(times)));
+    net.input(a3, Input::Received(relayed));
     assert_eq!(net.level("A3", "B1"), Some(TrustLevel::ManuallyDistrusted));
     // Without the original time, the SCE time counts: a newer re-authentication.
-    net.input(a3, Input::Received(received(DecisionTimes::default())));
+    net.input(a3, Input::Received(plain));
     assert_eq!(net.level("A3", "B1"), Some(TrustLevel::Authenticated));
 }
 
 #[test]
 fn at_equal_times_a_distrust_wins() {
     let mut net = meshed();
-    let a2 = net.key("A2");
-    let b1 = net.key("B1");
     let t = net.clock + chrono::Duration::seconds(100);
-    let xml = |tag: &str| {
-        atm_engine::TrustMessage::parse(&format!(
-            "<trust-message xmlns='urn:xmpp:tm:1' usage='urn:xmpp:atm:1' encryption='urn:xmpp:omemo:2'>\
-             <key-owner jid='bob@example.com'><{tag}>{}</{tag}></key-owner></trust-message>",
-            b1.key.to_base64()
-        ))
-        .unwrap()
-    };
     let a3 = net.idx("A3");
     for tag in ["distrust", "trust"] {
-        net.input(
-            a3,
-            Input::Received(Received {
-                sender: a2.owner.clone(),
-                sender_key: Some(a2.key.clone()),
-                time: t,
-                stamp: t,
-                message: xml(tag),
-                decision_times: DecisionTimes::default(),
-                co_recipients: vec![],
-            }),
-        );
+        let received = a2_about_b1(&net, tag, t, t);
+        net.input(a3, Input::Received(received));
     }
     assert_eq!(net.level("A3", "B1"), Some(TrustLevel::ManuallyDistrusted));
 }
@@ -175,50 +172,18 @@ fn a_word_stamped_late_does_not_shadow_the_speakers_newer_decision() {
     // must apply: ordering a speaker's words by the server's stamp let the
     // held message shadow it (attack property tests, seed 2).
     let mut net = meshed();
-    let a2 = net.key("A2");
-    let b1 = net.key("B1");
     let t = net.clock + chrono::Duration::seconds(100);
-    let xml = |tag: &str| {
-        atm_engine::TrustMessage::parse(&format!(
-            "<trust-message xmlns='urn:xmpp:tm:1' usage='urn:xmpp:atm:1' encryption='urn:xmpp:omemo:2'>\
-             <key-owner jid='bob@example.com'><{tag}>{}</{tag}></key-owner></trust-message>",
-            b1.key.to_base64()
-        ))
-        .unwrap()
-    };
-    let received = |tag: &str, sent: chrono::DateTime<chrono::Utc>, stamp| Received {
-        sender: a2.owner.clone(),
-        sender_key: Some(a2.key.clone()),
-        time: sent,
-        stamp,
-        message: xml(tag),
-        decision_times: DecisionTimes::default(),
-        co_recipients: vec![],
-    };
+    let later = t + chrono::Duration::seconds(8);
+    let held = a2_about_b1(&net, "trust", t, t + chrono::Duration::seconds(20));
+    let newer = a2_about_b1(&net, "distrust", later, later);
     let a3 = net.idx("A3");
-    let held = received("trust", t, t + chrono::Duration::seconds(20));
-    let newer = received(
-        "distrust",
-        t + chrono::Duration::seconds(8),
-        t + chrono::Duration::seconds(8),
-    );
-    net.input(a3, Input::Received(held));
+    net.input(a3, Input::Received(held.clone()));
     assert_eq!(net.level("A3", "B1"), Some(TrustLevel::Authenticated));
-    net.input(a3, Input::Received(newer));
+    net.input(a3, Input::Received(newer.clone()));
     assert_eq!(net.level("A3", "B1"), Some(TrustLevel::ManuallyDistrusted));
     // And the other way round: the older word delivered late changes nothing.
     let a4 = net.idx("A4");
-    net.input(
-        a4,
-        Input::Received(received(
-            "distrust",
-            t + chrono::Duration::seconds(8),
-            t + chrono::Duration::seconds(8),
-        )),
-    );
-    net.input(
-        a4,
-        Input::Received(received("trust", t, t + chrono::Duration::seconds(20))),
-    );
+    net.input(a4, Input::Received(newer));
+    net.input(a4, Input::Received(held));
     assert_eq!(net.level("A4", "B1"), Some(TrustLevel::ManuallyDistrusted));
 }
