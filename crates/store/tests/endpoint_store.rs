@@ -2,10 +2,13 @@
 //! rows together, or none of them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod common;
+
 use atm_engine::{BareJid, Changeset, KeyId, KeyRecord, KeyRef, TrustLevel, TrustStore};
 use atm_omemo::crypto::{Account, DeterministicRandom, DeviceAddress, Session, SessionStore};
 use atm_store::{Durability, EndpointStore, StoreError};
 use chrono::DateTime;
+use common::break_pending_inserts;
 
 fn alice() -> BareJid {
     "alice@example.org".parse().unwrap()
@@ -168,16 +171,9 @@ fn old_deduplication_keys_are_pruned() {
     assert_eq!(store.processed_count().unwrap(), 1);
 }
 
-/// Makes every insert of a pending message fail (through another
-/// connection), as a full disk would in the middle of `commit_received`.
-fn break_pending_inserts(path: &std::path::Path) {
-    rusqlite::Connection::open(path)
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER fail_pending BEFORE INSERT ON omemo_pending_message \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-        )
-        .unwrap();
+/// The account the store reads now, as bytes.
+fn account_bytes(store: &mut EndpointStore) -> zeroize::Zeroizing<Vec<u8>> {
+    store.sessions().load_account().unwrap().unwrap().to_bytes()
 }
 
 #[test]
@@ -197,15 +193,9 @@ fn the_account_after_a_rollback_or_a_failed_savepoint_is_the_stored_one() {
     assert!(changed.remove_prekey(1));
     changed.replenish_prekeys(&mut rng).unwrap();
     store.sessions().store_account(&changed).unwrap();
-    assert_eq!(
-        store.sessions().load_account().unwrap().unwrap().to_bytes(),
-        changed.to_bytes()
-    );
+    assert_eq!(account_bytes(&mut store), changed.to_bytes());
     store.rollback().unwrap();
-    assert_eq!(
-        store.sessions().load_account().unwrap().unwrap().to_bytes(),
-        stored.to_bytes()
-    );
+    assert_eq!(account_bytes(&mut store), stored.to_bytes());
 
     // `commit_received` writes the changed account, then fails: its
     // savepoint is rolled back inside the unit, and so is the account.
@@ -215,23 +205,17 @@ fn the_account_after_a_rollback_or_a_failed_savepoint_is_the_stored_one() {
         jid: "bob@example.com".parse().unwrap(),
         device_id: 7,
     };
-    break_pending_inserts(&path);
+    break_pending_inserts(&path, true);
     store.begin().unwrap();
     assert!(store
         .sessions()
         .commit_received(&peer, &session, Some(&changed), b"x")
         .is_err());
-    assert_eq!(
-        store.sessions().load_account().unwrap().unwrap().to_bytes(),
-        stored.to_bytes()
-    );
+    assert_eq!(account_bytes(&mut store), stored.to_bytes());
     store.commit().unwrap();
     drop(store);
     let mut store = open(&path);
-    assert_eq!(
-        store.sessions().load_account().unwrap().unwrap().to_bytes(),
-        stored.to_bytes()
-    );
+    assert_eq!(account_bytes(&mut store), stored.to_bytes());
 }
 
 #[test]
@@ -243,13 +227,7 @@ fn an_account_written_through_another_connection_is_read_from_the_file() {
     let second = Account::generate(DateTime::UNIX_EPOCH, &mut rng).unwrap();
     let mut store = open(&path);
     store.sessions().store_account(&first).unwrap();
-    assert_eq!(
-        store.sessions().load_account().unwrap().unwrap().to_bytes(),
-        first.to_bytes()
-    );
+    assert_eq!(account_bytes(&mut store), first.to_bytes());
     open(&path).sessions().store_account(&second).unwrap();
-    assert_eq!(
-        store.sessions().load_account().unwrap().unwrap().to_bytes(),
-        second.to_bytes()
-    );
+    assert_eq!(account_bytes(&mut store), second.to_bytes());
 }

@@ -2,35 +2,20 @@
 //! restarts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod common;
+
 use atm_omemo::crypto::{
     receive_and_commit, Account, DecryptError, DeterministicRandom, DeviceAddress, ReceiveError,
     Session, SessionStore, PREKEY_TARGET,
 };
 use atm_store::{SqliteSessionStore, StoreError};
 use chrono::DateTime;
+use common::break_pending_inserts;
 
 fn address(jid: &str, device_id: u32) -> DeviceAddress {
     DeviceAddress {
         jid: jid::BareJid::new(jid).unwrap(),
         device_id,
-    }
-}
-
-/// Makes every insert of a pending message fail, as a full disk would in the
-/// middle of `commit_received` (after the session and account were written).
-fn break_pending_inserts(path: &std::path::Path, broken: bool) {
-    let connection = rusqlite::Connection::open(path).unwrap();
-    if broken {
-        connection
-            .execute_batch(
-                "CREATE TRIGGER fail_pending BEFORE INSERT ON omemo_pending_message \
-                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-            )
-            .unwrap();
-    } else {
-        connection
-            .execute_batch("DROP TRIGGER fail_pending")
-            .unwrap();
     }
 }
 
